@@ -1,0 +1,108 @@
+"""Base configuration: SSD300 on PASCAL VOC 07+12 as in the paper.
+
+Every other config imports this one and overrides a few keys. Override any key on
+the command line with `--config.<group>.<key>=<value>`.
+"""
+
+import ml_collections
+
+# The 20 PASCAL VOC classes, in the devkit's order (label 1 is 'aeroplane'; 0 is background).
+VOC_CLASSES = (
+    'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
+    'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa',
+    'train', 'tvmonitor')
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+
+  # --- Model -----------------------------------------------------------------------------
+  config.model = ml_collections.ConfigDict()
+  config.model.arch = 'ssd300'  # 'ssd300' or 'ssd512': which extra layers follow VGG16.
+  config.model.input_size = 300  # Square input side in pixels.
+  # Number of object classes, background excluded; the heads predict num_classes + 1 scores.
+  config.model.num_classes = len(VOC_CLASSES)
+  config.model.width = 1.0  # Channel multiplier for every conv (VGG16 and extras); 1.0 = paper.
+  # Source feature maps for the heads, in prior order. None = all of the arch's maps
+  # (ssd300: conv4_3, fc7, conv8_2 .. conv11_2). Small input sizes use a prefix.
+  config.model.num_sources = ml_collections.config_dict.placeholder(int)
+  config.model.dtype = 'float32'  # Compute dtype: 'float32' or 'bfloat16' (params stay fp32).
+  config.model.l2norm_scale = 20.0  # Initial per-channel scale of the L2Norm on conv4_3.
+
+  # --- Default boxes (priors) -------------------------------------------------------------
+  config.anchors = ml_collections.ConfigDict()
+  # Box sizes in input pixels per source map (Caffe SSD300 VOC values). Set both to None
+  # to use the paper's linear rule from s_min/s_max instead.
+  config.anchors.min_sizes = (30, 60, 111, 162, 213, 264)
+  config.anchors.max_sizes = (60, 111, 162, 213, 264, 315)
+  config.anchors.s_min = 0.2  # Paper's scale rule (used only when min_sizes is None);
+  config.anchors.s_max = 0.9
+  config.anchors.first_scale = 0.1  # The rule's special scale for the first map (conv4_3).
+  # Stride in input pixels between box centres per map; None = input_size / map size.
+  config.anchors.steps = (8, 16, 32, 64, 100, 300)
+  # Extra aspect ratios per map (1 is always present; each r also gives 1/r when flip).
+  config.anchors.aspect_ratios = ((2,), (2, 3), (2, 3), (2, 3), (2,), (2,))
+  config.anchors.flip = True
+  config.anchors.clip = False  # Clip priors to [0, 1] (the paper's Caffe models do not).
+  config.anchors.offset = 0.5  # Box centre offset within a cell, in cells.
+
+  # --- Matching and loss ------------------------------------------------------------------
+  config.loss = ml_collections.ConfigDict()
+  config.loss.iou_threshold = 0.5  # Priors with IoU >= this with a ground truth are positive.
+  config.loss.neg_pos_ratio = 3  # Hard negatives kept per positive.
+  config.loss.variances = (0.1, 0.1, 0.2, 0.2)  # Box coding variances (centre, size).
+  config.loss.loc_weight = 1.0  # Alpha in L = (L_conf + alpha * L_loc) / N.
+
+  # --- Input ------------------------------------------------------------------------------
+  config.input = ml_collections.ConfigDict()
+  # 'shapes' (embedded synthetic), 'voc', 'coco', 'voc_folder', 'coco_folder'.
+  config.input.dataset = 'voc'
+  config.input.data_dir = ml_collections.config_dict.placeholder(str)  # tfds data dir.
+  config.input.folder = ml_collections.config_dict.placeholder(str)  # For *_folder datasets.
+  config.input.class_names = VOC_CLASSES
+  config.input.max_boxes = 64  # Ground truth per image is padded (and masked) to this.
+  config.input.batch_size = 32  # Global batch size, split over all devices and hosts.
+  config.input.eval_batch_size = 32
+  config.input.shuffle_buffer = 2048
+  config.input.seed = 0
+  # Pixel normalization: (image - mean) / std, RGB, 0..255 input.
+  config.input.mean_rgb = (123.0, 117.0, 104.0)
+  config.input.std_rgb = (1.0, 1.0, 1.0)
+  # Training augmentation (the paper's recipe); each piece can be switched off.
+  config.input.augment = ml_collections.ConfigDict()
+  config.input.augment.photometric = True
+  config.input.augment.expand = True
+  config.input.augment.max_expand_ratio = 4.0
+  config.input.augment.random_crop = True
+  config.input.augment.flip = True
+
+  # --- Optimization -----------------------------------------------------------------------
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.name = 'sgd'  # 'sgd' (momentum) or 'adamw'.
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.momentum = 0.9
+  config.optimizer.weight_decay = 5e-4
+  config.optimizer.warmup_steps = 500
+  config.optimizer.boundaries = (80_000, 100_000)  # Steps where lr is multiplied by 0.1.
+  config.optimizer.schedule = 'piecewise'  # 'piecewise' or 'cosine'.
+  config.optimizer.grad_clip_norm = ml_collections.config_dict.placeholder(float)
+  config.num_train_steps = 120_000
+
+  # --- Postprocessing and evaluation ------------------------------------------------------
+  config.eval = ml_collections.ConfigDict()
+  config.eval.metric = 'voc07'  # 'voc07' (11-point), 'voc' (VOC2010+ area) or 'coco'.
+  config.eval.score_threshold = 0.01  # Per-class confidence threshold before NMS.
+  config.eval.pre_nms_top_k = 400  # Candidates per class entering NMS.
+  config.eval.nms_iou = 0.45
+  config.eval.max_detections = 200  # Kept per image after NMS.
+  config.eval.every_steps = 5_000
+  config.eval.num_images = ml_collections.config_dict.placeholder(int)  # None = whole split.
+  config.eval_step = ml_collections.config_dict.placeholder(int)  # --mode=eval: which step.
+
+  # --- Loop, checkpoints, logging ---------------------------------------------------------
+  config.log_every_steps = 50
+  config.checkpoint_every_steps = 5_000
+  config.keep_checkpoints = 3
+  config.init_from = ml_collections.config_dict.placeholder(str)  # Pretrained base ckpt.
+  config.seed = 0
+  return config

@@ -1,0 +1,31 @@
+"""SSD300 on COCO 2017 (trainval35k-style train split, val2017 for evaluation)."""
+
+from configs import default
+
+# The 80 COCO 2017 category names in category-id order; label i is the i-th name.
+COCO_CLASSES = (
+    'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train', 'truck', 'boat',
+    'traffic light', 'fire hydrant', 'stop sign', 'parking meter', 'bench', 'bird', 'cat',
+    'dog', 'horse', 'sheep', 'cow', 'elephant', 'bear', 'zebra', 'giraffe', 'backpack',
+    'umbrella', 'handbag', 'tie', 'suitcase', 'frisbee', 'skis', 'snowboard', 'sports ball',
+    'kite', 'baseball bat', 'baseball glove', 'skateboard', 'surfboard', 'tennis racket',
+    'bottle', 'wine glass', 'cup', 'fork', 'knife', 'spoon', 'bowl', 'banana', 'apple',
+    'sandwich', 'orange', 'broccoli', 'carrot', 'hot dog', 'pizza', 'donut', 'cake', 'chair',
+    'couch', 'potted plant', 'bed', 'dining table', 'toilet', 'tv', 'laptop', 'mouse', 'remote',
+    'keyboard', 'cell phone', 'microwave', 'oven', 'toaster', 'sink', 'refrigerator', 'book',
+    'clock', 'vase', 'scissors', 'teddy bear', 'hair drier', 'toothbrush')
+
+
+def get_config():
+  config = default.get_config()
+  config.model.num_classes = len(COCO_CLASSES)
+  config.input.dataset = 'coco'
+  config.input.class_names = COCO_CLASSES
+  config.input.max_boxes = 100
+  # Caffe SSD300 COCO sizes: scales 0.15 .. 0.9 with 0.07 for conv4_3.
+  config.anchors.min_sizes = (21, 45, 99, 153, 207, 261)
+  config.anchors.max_sizes = (45, 99, 153, 207, 261, 315)
+  config.num_train_steps = 400_000
+  config.optimizer.boundaries = (280_000, 360_000)
+  config.eval.metric = 'coco'
+  return config

@@ -1,0 +1,14 @@
+"""SSD512 on COCO 2017 (Caffe SSD512 COCO sizes: scales 0.1 .. 0.9 with 0.04 for conv4_3)."""
+
+from configs import ssd300_coco
+from configs import ssd512_voc
+
+
+def get_config():
+  config = ssd300_coco.get_config()
+  config.model = ssd512_voc.get_config().model
+  config.model.num_classes = len(ssd300_coco.COCO_CLASSES)
+  config.anchors = ssd512_voc.get_config().anchors
+  config.anchors.min_sizes = (20.48, 51.2, 133.12, 215.04, 296.96, 378.88, 460.8)
+  config.anchors.max_sizes = (51.2, 133.12, 215.04, 296.96, 378.88, 460.8, 542.72)
+  return config

@@ -1,0 +1,1 @@
+"""ssd_jax: the SSD object detector (Liu et al. 2016) in JAX/Flax."""

@@ -1,0 +1,95 @@
+"""Default boxes (priors): a pure numpy function of the config (Liu et al. 2016, Sec. 2.2).
+
+For source map k of size f_k, a cell (i, j) has centre ((i + offset) * step_k / S,
+(j + offset) * step_k / S) and these boxes, in this order:
+  1. a square of side min_size_k,
+  2. a square of side sqrt(min_size_k * max_size_k)  (the paper's extra s'_k box),
+  3. for each aspect ratio r: w = min_size_k * sqrt(r), h = min_size_k / sqrt(r), and with
+     flip also its transpose (ratio 1/r).
+Sizes and steps are in input pixels, normalized by the input size S. Output is
+[P, 4] in normalized centre form [cy, cx, h, w], cells row-major per map.
+"""
+
+import math
+
+import ml_collections
+import numpy as np
+
+from ssd_jax import box_ops
+from ssd_jax.models.ssd import feature_map_sizes
+
+
+def scale_sizes(input_size: int, num_maps: int, s_min: float, s_max: float,
+                first_scale: float) -> tuple[list[float], list[float]]:
+  """Min/max sizes from the paper's linear scale rule, as the released Caffe models do it.
+
+  The first map (conv4_3) gets `first_scale`; the other maps get scales s_min ..  s_max in
+  integer-percent steps floor((s_max - s_min) * 100 / (m - 2)), and each map's max size is the
+  next map's min size. With (0.2, 0.9, 0.1) at 300 this gives the Caffe VOC sizes
+  30, 60, 111, 162, 213, 264 / 60, 111, 162, 213, 264, 315.
+  """
+  if num_maps < 3:
+    raise ValueError(f'The scale rule needs at least 3 source maps, got {num_maps}.')
+  min_ratio, max_ratio = int(round(s_min * 100)), int(round(s_max * 100))
+  step = (max_ratio - min_ratio) // (num_maps - 2)
+  ratios = [min_ratio + i * step for i in range(num_maps - 1)]
+  min_sizes = [input_size * first_scale] + [input_size * r / 100 for r in ratios]
+  max_sizes = [input_size * s_min] + [input_size * (r + step) / 100 for r in ratios]
+  return min_sizes, max_sizes
+
+
+def _per_map(config: ml_collections.ConfigDict, key: str, num_maps: int) -> list:
+  values = config.anchors[key]
+  if len(values) < num_maps:
+    raise ValueError(f'anchors.{key} has {len(values)} entries but the model has {num_maps} '
+                     'source maps.')
+  return list(values)[:num_maps]
+
+
+def boxes_per_cell(config: ml_collections.ConfigDict) -> list[int]:
+  """Default boxes per cell of each source map: 2 + (2 if flip else 1) * len(ratios)."""
+  num_maps = len(_map_sizes(config))
+  ratios = _per_map(config, 'aspect_ratios', num_maps)
+  return [2 + (2 if config.anchors.flip else 1) * len(r) for r in ratios]
+
+
+def _map_sizes(config: ml_collections.ConfigDict) -> list[int]:
+  return feature_map_sizes(config.model.arch, config.model.input_size, config.model.num_sources)
+
+
+def box_sizes(config: ml_collections.ConfigDict) -> tuple[list[float], list[float]]:
+  """Per-map (min_sizes, max_sizes) in input pixels."""
+  num_maps = len(_map_sizes(config))
+  if config.anchors.min_sizes is None:
+    return scale_sizes(config.model.input_size, num_maps, config.anchors.s_min,
+                       config.anchors.s_max, config.anchors.first_scale)
+  return (_per_map(config, 'min_sizes', num_maps), _per_map(config, 'max_sizes', num_maps))
+
+
+def default_boxes(config: ml_collections.ConfigDict) -> np.ndarray:
+  """All default boxes [P, 4] in normalized [cy, cx, h, w], in the heads' order."""
+  size = config.model.input_size
+  map_sizes = _map_sizes(config)
+  min_sizes, max_sizes = box_sizes(config)
+  ratios = _per_map(config, 'aspect_ratios', len(map_sizes))
+  steps = (_per_map(config, 'steps', len(map_sizes)) if config.anchors.steps is not None
+           else [size / f for f in map_sizes])
+  boxes = []
+  for f, step, s_min, s_max, rs in zip(map_sizes, steps, min_sizes, max_sizes, ratios):
+    shapes = [(s_min, s_min), (math.sqrt(s_min * s_max),) * 2]  # (h, w) in pixels
+    for r in rs:
+      shapes.append((s_min / math.sqrt(r), s_min * math.sqrt(r)))
+      if config.anchors.flip:
+        shapes.append((s_min * math.sqrt(r), s_min / math.sqrt(r)))
+    centres = (np.arange(f) + config.anchors.offset) * step / size
+    cy, cx = np.meshgrid(centres, centres, indexing='ij')  # [f, f], row-major cells
+    hw = np.asarray(shapes) / size  # [k, 2]
+    grid = np.stack([cy, cx], axis=-1).reshape(-1, 1, 2)  # [f*f, 1, 2]
+    boxes.append(np.concatenate(
+        [np.broadcast_to(grid, (f * f, len(shapes), 2)),
+         np.broadcast_to(hw, (f * f, len(shapes), 2))], axis=-1).reshape(-1, 4))
+  boxes = np.concatenate(boxes).astype(np.float32)
+  if config.anchors.clip:  # Clip the corners to the image, as Caffe's PriorBox does.
+    corners = np.clip(np.asarray(box_ops.cyxhw_to_yxyx(boxes)), 0.0, 1.0)
+    boxes = np.asarray(box_ops.yxyx_to_cyxhw(corners))
+  return boxes

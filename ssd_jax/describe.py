@@ -1,0 +1,61 @@
+"""A summary of a config's model and default boxes, printed without training."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from ssd_jax import anchors
+from ssd_jax import models
+
+
+def forward_flops(model, variables, input_size: int) -> float | None:
+  """FLOPs of one forward pass on one image, from XLA's cost analysis (None if unavailable)."""
+  images = jax.ShapeDtypeStruct((1, input_size, input_size, 3), jnp.float32)
+  try:
+    cost = jax.jit(model.apply).lower(variables, images).cost_analysis()
+  except Exception:  # pylint: disable=broad-except  # Cost analysis is optional per backend.
+    return None
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  return float(cost['flops']) if cost and 'flops' in cost else None
+
+
+def describe(config: ml_collections.ConfigDict) -> dict:
+  """Per-source-map sizes and prior counts, the total, parameter count and forward GFLOPs."""
+  map_sizes = models.feature_map_sizes(config.model.arch, config.model.input_size,
+                                       config.model.num_sources)
+  per_cell = anchors.boxes_per_cell(config)
+  min_sizes, max_sizes = anchors.box_sizes(config)
+  names = models.source_names(config.model.arch)
+  layers = [{'name': n, 'map_size': f, 'boxes_per_cell': k, 'priors': f * f * k,
+             'min_size': float(lo), 'max_size': float(hi)}
+            for n, f, k, lo, hi in zip(names, map_sizes, per_cell, min_sizes, max_sizes)]
+  model = models.create_model(config)
+  size = config.model.input_size
+  variables = jax.eval_shape(model.init, jax.random.PRNGKey(0),
+                             jnp.zeros((1, size, size, 3), jnp.float32))
+  num_params = int(sum(np.prod(x.shape) for x in jax.tree.leaves(variables)))
+  flops = forward_flops(model, variables, size)
+  return {
+      'arch': config.model.arch, 'input_size': size, 'width': config.model.width,
+      'num_classes': config.model.num_classes, 'layers': layers,
+      'total_priors': int(anchors.default_boxes(config).shape[0]),
+      'num_params': num_params,
+      'forward_gflops': None if flops is None else flops / 1e9,
+  }
+
+
+def format_summary(summary: dict) -> str:
+  lines = [f"{summary['arch']} input {summary['input_size']}x{summary['input_size']}, width "
+           f"x{summary['width']}, {summary['num_classes']} classes + background",
+           f"{'source':<10} {'map':>7} {'boxes/cell':>10} {'priors':>7} {'min':>7} {'max':>7}"]
+  for l in summary['layers']:
+    lines.append(f"{l['name']:<10} {l['map_size']:>3}x{l['map_size']:<3} "
+                 f"{l['boxes_per_cell']:>10} {l['priors']:>7} {l['min_size']:>7.1f} "
+                 f"{l['max_size']:>7.1f}")
+  lines.append(f"total priors: {summary['total_priors']}")
+  lines.append(f"parameters: {summary['num_params']:,}")
+  gflops = summary['forward_gflops']
+  lines.append('forward GFLOPs per image: ' + ('n/a' if gflops is None else f'{gflops:.2f}'))
+  return '\n'.join(lines)

@@ -1,0 +1,75 @@
+"""The MultiBox loss with hard negative mining (Liu et al. 2016, Sec. 2.2 and 3).
+
+L = (L_conf + alpha * L_loc) / N, where N is the number of positive priors in the whole global
+batch (one sum under jit over a sharded batch, so it is global across devices and hosts).
+L_loc is Smooth L1 on the encoded offsets of positives; L_conf is softmax cross-entropy over
+positives and the hardest negatives: per image, the `neg_pos_ratio * num_pos` negatives with
+the largest background loss, chosen by rank with static shapes.
+
+An image with no objects has no positives and therefore no negatives either, so it adds
+nothing to the loss, as in the original Caffe and ssd.pytorch code; a batch with no positives
+at all gives a loss of exactly 0 (N is clamped to 1), never NaN.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from ssd_jax import matcher
+
+
+def smooth_l1(x):
+  absx = jnp.abs(x)
+  return jnp.where(absx < 1.0, 0.5 * x * x, absx - 0.5)
+
+
+def hard_negative_mask(background_loss, positive, neg_pos_ratio):
+  """Per-image mask [B, P] of the `neg_pos_ratio * num_pos` negatives with the largest loss.
+
+  Ties in loss go to the lower prior index (stable sort), so the choice is deterministic.
+  """
+  neg_loss = jnp.where(positive, -jnp.inf, background_loss)
+  order = jnp.argsort(-neg_loss, axis=-1, stable=True)
+  rank = jnp.argsort(order, axis=-1, stable=True)  # rank of each prior by descending loss
+  num_pos = jnp.sum(positive, axis=-1, keepdims=True)
+  num_neg = jnp.minimum(neg_pos_ratio * num_pos, positive.shape[-1] - num_pos)
+  return (rank < num_neg) & ~positive
+
+
+def multibox_loss(loc_pred, conf_logits, target_labels, target_loc, neg_pos_ratio=3,
+                  loc_weight=1.0):
+  """MultiBox loss from matched targets.
+
+  Args:
+    loc_pred: [B, P, 4] predicted offsets.
+    conf_logits: [B, P, C + 1] class logits, index 0 = background.
+    target_labels: [B, P] int matched labels (0 = background), from the matcher.
+    target_loc: [B, P, 4] encoded targets, from the matcher.
+    neg_pos_ratio: hard negatives per positive.
+    loc_weight: alpha.
+
+  Returns:
+    (loss, aux) with aux = {'loc_loss', 'conf_loss', 'num_pos'}, the parts already divided by N.
+  """
+  loc_pred = loc_pred.astype(jnp.float32)
+  conf_logits = conf_logits.astype(jnp.float32)
+  positive = target_labels > 0
+  log_probs = jax.nn.log_softmax(conf_logits, axis=-1)
+  ce = -jnp.take_along_axis(log_probs, target_labels[..., None], axis=-1)[..., 0]  # [B, P]
+  negatives = hard_negative_mask(jax.lax.stop_gradient(-log_probs[..., 0]), positive,
+                                 neg_pos_ratio)
+  num_pos = jnp.sum(positive)
+  normalizer = jnp.maximum(num_pos, 1).astype(jnp.float32)
+  conf_loss = jnp.sum(jnp.where(positive | negatives, ce, 0.0)) / normalizer
+  loc_loss = jnp.sum(jnp.where(positive[..., None], smooth_l1(loc_pred - target_loc), 0.0))
+  loc_loss = loc_loss / normalizer
+  loss = conf_loss + loc_weight * loc_loss
+  return loss, {'loc_loss': loc_loss, 'conf_loss': conf_loss, 'num_pos': num_pos}
+
+
+def ssd_loss(loc_pred, conf_logits, batch, priors_cyxhw, loss_config):
+  """Matches the batch's ground truth to the priors and returns `multibox_loss`."""
+  target_labels, target_loc = matcher.match_and_encode(
+      batch['boxes'], batch['labels'], batch['mask'], priors_cyxhw,
+      loss_config.iou_threshold, tuple(loss_config.variances))
+  return multibox_loss(loc_pred, conf_logits, target_labels, target_loc,
+                       loss_config.neg_pos_ratio, loss_config.loc_weight)

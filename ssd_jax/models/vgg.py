@@ -1,0 +1,81 @@
+"""VGG16 base network as in the Caffe SSD release (Liu et al. 2016, Sec. 3).
+
+Differences from the ImageNet VGG16: every 2x2 max pool rounds up (Caffe's ceil mode, which
+turns 75 into 38 at 300x300 input), pool5 is 3x3 / stride 1 / pad 1, and fc6/fc7 become
+convolutions: conv6 is 3x3 with dilation 6 and 1024 channels, conv7 is 1x1 with 1024.
+"""
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+# (block name, number of 3x3 convs, channels) for conv1 .. conv5.
+VGG16_BLOCKS = (('conv1', 2, 64), ('conv2', 2, 128), ('conv3', 3, 256), ('conv4', 3, 512),
+                ('conv5', 3, 512))
+FC_CHANNELS = 1024
+
+conv_init = nn.initializers.xavier_uniform()  # Caffe SSD's 'xavier' filler.
+
+
+def scaled(channels: int, width: float) -> int:
+  """Channel count under a width multiplier (at least 8)."""
+  return max(8, int(round(channels * width)))
+
+
+def max_pool_ceil(x: jnp.ndarray) -> jnp.ndarray:
+  """2x2 / stride 2 max pool that rounds the output size up, like Caffe."""
+  pad_h, pad_w = x.shape[1] % 2, x.shape[2] % 2
+  return nn.max_pool(x, (2, 2), strides=(2, 2), padding=((0, pad_h), (0, pad_w)))
+
+
+def pooled_size(n: int) -> int:
+  """Spatial size after `max_pool_ceil`."""
+  return (n + 1) // 2
+
+
+class L2Norm(nn.Module):
+  """Channel-wise L2 normalization with a learned per-channel scale (ParseNet; SSD conv4_3)."""
+  scale_init: float = 20.0
+  eps: float = 1e-10
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    scale = self.param('scale', nn.initializers.constant(self.scale_init), (x.shape[-1],))
+    x32 = x.astype(jnp.float32)
+    norm = jnp.sqrt(jnp.sum(jnp.square(x32), axis=-1, keepdims=True) + self.eps)
+    return (x32 / norm * scale).astype(x.dtype)
+
+
+class VGG16(nn.Module):
+  """Returns the two SSD source maps of the base: (L2-normalized conv4_3, conv7)."""
+  width: float = 1.0
+  l2norm_scale: float = 20.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> Sequence[jnp.ndarray]:
+    conv = lambda ch, name, **kw: nn.Conv(  # pylint: disable=g-long-lambda
+        scaled(ch, self.width), kw.pop('kernel', (3, 3)), padding=kw.pop('padding', 1),
+        kernel_init=conv_init, dtype=self.dtype, name=name, **kw)
+    conv4_3 = None
+    for block, num_convs, channels in VGG16_BLOCKS:
+      for i in range(num_convs):
+        x = nn.relu(conv(channels, f'{block}_{i + 1}')(x))
+      if block == 'conv4':
+        conv4_3 = L2Norm(self.l2norm_scale, name='conv4_3_norm')(x)
+      if block != 'conv5':
+        x = max_pool_ceil(x)
+    x = nn.max_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)))  # pool5
+    x = nn.relu(conv(FC_CHANNELS, 'conv6', padding=6, kernel_dilation=(6, 6))(x))
+    x = nn.relu(conv(FC_CHANNELS, 'conv7', kernel=(1, 1), padding=0)(x))
+    return conv4_3, x
+
+
+def base_map_sizes(input_size: int) -> tuple[int, int]:
+  """Spatial sizes of (conv4_3, conv7) for a square input."""
+  n = input_size
+  for _ in range(3):  # pool1 .. pool3
+    n = pooled_size(n)
+  conv4_3 = n
+  return conv4_3, pooled_size(n)  # pool4; pool5, conv6 and conv7 keep the size.

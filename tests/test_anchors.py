@@ -1,0 +1,98 @@
+"""Default boxes against the paper's counts and a brute-force loop (ssd.pytorch PriorBox style)."""
+
+import itertools
+import math
+
+from absl.testing import parameterized
+import numpy as np
+
+from configs import default
+from configs import ssd300_coco
+from configs import ssd512_voc
+from ssd_jax import anchors
+
+
+def brute_force_priors(map_sizes, input_size, steps, min_sizes, max_sizes, ratios):
+  """One box at a time, written independently of the vectorized code ([cy, cx, h, w])."""
+  out = []
+  for k, f in enumerate(map_sizes):
+    for i, j in itertools.product(range(f), repeat=2):
+      cy = (i + 0.5) * steps[k] / input_size
+      cx = (j + 0.5) * steps[k] / input_size
+      s = min_sizes[k] / input_size
+      out.append([cy, cx, s, s])
+      s2 = math.sqrt(s * (max_sizes[k] / input_size))
+      out.append([cy, cx, s2, s2])
+      for r in ratios[k]:
+        out.append([cy, cx, s / math.sqrt(r), s * math.sqrt(r)])
+        out.append([cy, cx, s * math.sqrt(r), s / math.sqrt(r)])
+  return np.asarray(out)
+
+
+class AnchorsTest(parameterized.TestCase):
+
+  @parameterized.named_parameters(
+      ('ssd300', default.get_config, 8732, [38, 19, 10, 5, 3, 1]),
+      ('ssd512', ssd512_voc.get_config, 24564, [64, 32, 16, 8, 4, 2, 1]),
+  )
+  def test_paper_prior_counts_and_brute_force(self, get_config, count, map_sizes):
+    config = get_config()
+    priors = anchors.default_boxes(config)
+    self.assertEqual(priors.shape, (count, 4))
+    expected = brute_force_priors(map_sizes, config.model.input_size, config.anchors.steps,
+                                  config.anchors.min_sizes, config.anchors.max_sizes,
+                                  config.anchors.aspect_ratios)
+    np.testing.assert_allclose(priors, expected, atol=1e-6)
+
+  def test_first_cell_by_hand(self):
+    priors = anchors.default_boxes(default.get_config())
+    c = 4 / 300  # centre of cell (0, 0) of conv4_3: 0.5 * step 8 / 300
+    r2 = math.sqrt(2)
+    np.testing.assert_allclose(priors[:4], [
+        [c, c, 0.1, 0.1],
+        [c, c, math.sqrt(30 * 60) / 300, math.sqrt(30 * 60) / 300],
+        [c, c, 30 / r2 / 300, 30 * r2 / 300],
+        [c, c, 30 * r2 / 300, 30 / r2 / 300]], rtol=1e-6)
+    # Last prior: the 1x1 map's cell, centred, transposed 2:1 box of side 264.
+    np.testing.assert_allclose(priors[-1], [0.5, 0.5, 264 * r2 / 300, 264 / r2 / 300],
+                               rtol=1e-6)
+
+  @parameterized.named_parameters(
+      ('voc', 0.2, 0.9, 0.1, [30, 60, 111, 162, 213, 264], [60, 111, 162, 213, 264, 315]),
+      ('coco', 0.15, 0.9, 0.07, [21, 45, 99, 153, 207, 261], [45, 99, 153, 207, 261, 315]),
+  )
+  def test_scale_rule_reproduces_caffe_sizes(self, s_min, s_max, first, mins, maxs):
+    got_min, got_max = anchors.scale_sizes(300, 6, s_min, s_max, first)
+    np.testing.assert_allclose(got_min, mins)
+    np.testing.assert_allclose(got_max, maxs)
+
+  def test_scale_rule_config_matches_explicit_sizes(self):
+    explicit = ssd300_coco.get_config()
+    rule = ssd300_coco.get_config()
+    rule.anchors.min_sizes = rule.anchors.max_sizes = None
+    rule.anchors.s_min, rule.anchors.first_scale = 0.15, 0.07
+    np.testing.assert_allclose(anchors.default_boxes(rule), anchors.default_boxes(explicit),
+                               atol=1e-6)
+
+  def test_clip_keeps_corners_in_image(self):
+    config = default.get_config()
+    config.anchors.clip = True
+    priors = anchors.default_boxes(config)
+    corners = np.concatenate([priors[:, :2] - priors[:, 2:] / 2,
+                              priors[:, :2] + priors[:, 2:] / 2], axis=1)
+    self.assertGreaterEqual(corners.min(), -1e-6)
+    self.assertLessEqual(corners.max(), 1 + 1e-6)
+    unclipped = anchors.default_boxes(default.get_config())
+    self.assertGreater(np.abs(unclipped - priors).max(), 0.1)  # clipping did something
+
+  def test_boxes_per_cell(self):
+    self.assertEqual(anchors.boxes_per_cell(default.get_config()), [4, 6, 6, 6, 4, 4])
+    config = default.get_config()
+    config.anchors.flip = False
+    self.assertEqual(anchors.boxes_per_cell(config), [3, 4, 4, 4, 3, 3])
+
+  def test_too_few_entries_is_a_clear_error(self):
+    config = default.get_config()
+    config.anchors.steps = (8, 16)
+    with self.assertRaisesRegex(ValueError, 'anchors.steps has 2 entries'):
+      anchors.default_boxes(config)

@@ -1,0 +1,66 @@
+"""Model output shapes, parameter count and feature map sizes against the paper."""
+
+from absl.testing import parameterized
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from configs import default
+from configs import smoke
+from configs import ssd512_voc
+from ssd_jax import anchors
+from ssd_jax import describe
+from ssd_jax import models
+
+
+class ModelTest(parameterized.TestCase):
+
+  @parameterized.named_parameters(
+      ('ssd300', default.get_config, [38, 19, 10, 5, 3, 1]),
+      ('ssd512', ssd512_voc.get_config, [64, 32, 16, 8, 4, 2, 1]))
+  def test_output_shapes_match_priors(self, get_config, map_sizes):
+    config = get_config()
+    self.assertEqual(models.feature_map_sizes(config.model.arch, config.model.input_size),
+                     map_sizes)
+    model = models.create_model(config)
+    size = config.model.input_size
+    images = jnp.zeros((2, size, size, 3))
+    variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), images)
+    loc, conf = jax.eval_shape(model.apply, variables, images)
+    num_priors = anchors.default_boxes(config).shape[0]
+    self.assertEqual(loc.shape, (2, num_priors, 4))
+    self.assertEqual(conf.shape, (2, num_priors, 21))
+
+  def test_ssd300_parameter_count(self):
+    # The reference SSD300 VOC model (Caffe / ssd.pytorch) has 26,285,486 parameters.
+    self.assertEqual(describe.describe(default.get_config())['num_params'], 26_285_486)
+
+  @parameterized.parameters('float32', 'bfloat16')
+  def test_narrow_variant_runs(self, dtype):
+    config = smoke.get_config()
+    config.model.dtype = dtype
+    model = models.create_model(config)
+    images = jax.random.normal(jax.random.PRNGKey(1), (2, 96, 96, 3))
+    variables = jax.jit(model.init)(jax.random.PRNGKey(0), images)
+    loc, conf = jax.jit(model.apply)(variables, images)
+    num_priors = anchors.default_boxes(config).shape[0]
+    self.assertEqual(num_priors, 144 * 4 + 36 * 6 + 9 * 6 + 4 * 4)
+    self.assertEqual(loc.shape, (2, num_priors, 4))
+    self.assertEqual(conf.shape, (2, num_priors, 4))
+    self.assertEqual(loc.dtype, jnp.float32)  # outputs in fp32 whatever the compute dtype
+    self.assertTrue(all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables)))
+    scale = variables['params']['vgg16']['conv4_3_norm']['scale']
+    np.testing.assert_array_equal(scale, 20.0)  # L2Norm scale starts at 20
+    self.assertTrue(np.all(np.isfinite(loc)) and np.all(np.isfinite(conf)))
+
+  def test_too_small_input_is_a_clear_error(self):
+    with self.assertRaisesRegex(ValueError, 'too small for ssd300'):
+      models.feature_map_sizes('ssd300', 96)
+
+  def test_describe_summary(self):
+    summary = describe.describe(default.get_config())
+    self.assertEqual([l['priors'] for l in summary['layers']], [5776, 2166, 600, 150, 36, 4])
+    self.assertEqual(summary['total_priors'], 8732)
+    text = describe.format_summary(summary)
+    self.assertIn('total priors: 8732', text)
+    self.assertIn('26,285,486', text)
