@@ -6,11 +6,7 @@ the command line with `--config.<group>.<key>=<value>`.
 
 import ml_collections
 
-# The 20 PASCAL VOC classes, in the devkit's order (label 1 is 'aeroplane'; 0 is background).
-VOC_CLASSES = (
-    'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
-    'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa',
-    'train', 'tvmonitor')
+from ssd_jax.classes import VOC_CLASSES
 
 
 def get_config() -> ml_collections.ConfigDict:

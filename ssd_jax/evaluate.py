@@ -1,0 +1,62 @@
+r"""Command line: score a detections file.
+
+  python -m ssd_jax.evaluate --ground-truth=VOCdevkit/VOC2007 --detections=dets.json \
+      --metric=voc07 [--split=test] [--output=metrics.json] [--plots=plots/]
+  python -m ssd_jax.evaluate --ground-truth=instances_val2017.json --detections=dets.json \
+      --metric=coco
+
+Prints the per-class table and the summary; see docs/evaluation.md for the file format.
+"""
+
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from ssd_jax import evaluation
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('ground-truth', None,
+                    'VOC devkit year folder (e.g. VOCdevkit/VOC2007) or COCO instances json.')
+flags.DEFINE_string('detections', None, 'Detections json (COCO results format).')
+flags.DEFINE_enum('metric', 'voc07', ['voc07', 'voc', 'coco'],
+                  'voc07: VOC2007 11-point AP; voc: VOC2010+ area AP; coco: COCOeval.')
+flags.DEFINE_string('split', 'test', 'VOC image set: ImageSets/Main/<split>.txt.')
+flags.DEFINE_list('class-names', None, 'VOC class names in label order (default: the 20 VOC '
+                  'classes).')
+flags.DEFINE_string('output', None, 'Write the metrics as JSON to this file.')
+flags.DEFINE_string('plots', None, 'Write per-class precision/recall PNGs to this folder.')
+flags.mark_flags_as_required(['ground-truth', 'detections'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.set_verbosity(logging.WARNING)
+  try:
+    result = evaluation.evaluate_files(FLAGS['ground-truth'].value, FLAGS.detections,
+                                       FLAGS.metric, FLAGS.split, FLAGS['class-names'].value)
+  except (FileNotFoundError, ValueError) as e:
+    sys.exit(f'ssd_jax.evaluate: error: {e}')
+  evaluation.print_table(result.metrics, result.class_names,
+                         num_ground_truth=result.num_ground_truth,
+                         num_detections=result.num_detections)
+  if result.summary:
+    print(result.summary, end='')
+  if FLAGS.output:
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
+    with open(FLAGS.output, 'w') as f:
+      json.dump(evaluation.to_json_dict(
+          result, metric=FLAGS.metric, ground_truth=FLAGS['ground-truth'].value,
+          detections=FLAGS.detections, split=FLAGS.split), f, indent=1)
+      f.write('\n')
+  if FLAGS.plots:
+    from ssd_jax.evaluation import plots  # pylint: disable=g-import-not-at-top
+    plots.save_pr_curves(result, FLAGS.plots)
+
+
+if __name__ == '__main__':
+  app.run(main)

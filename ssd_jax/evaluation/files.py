@@ -1,0 +1,180 @@
+"""Scoring a detections file against VOC devkit or COCO ground truth (the `evaluate` command).
+
+Detections file: a json list in COCO results format, `{"image_id", "category_id", "bbox",
+"score"}` per detection (docs/evaluation.md):
+- COCO ground truth: `image_id` and `category_id` are the instances json's integer ids, `bbox`
+  is `[x, y, width, height]` in original-image pixels.
+- VOC devkit ground truth: `image_id` is the image's file stem (`"000001"`), `category_id` a
+  class name (`"dog"`) or a 1-based index into the class list, `bbox` is
+  `[xmin, ymin, xmax - xmin, ymax - ymin]` in the devkit's own 1-based pixel coordinates.
+"""
+
+import json
+import os
+from typing import Sequence
+from xml.etree import ElementTree
+
+import numpy as np
+
+from ssd_jax.classes import VOC_CLASSES
+from ssd_jax.evaluation import coco
+from ssd_jax.evaluation import result as result_lib
+from ssd_jax.evaluation import voc
+
+METRICS = ('voc07', 'voc', 'coco')
+
+
+def read_voc_annotation(path: str, class_names: Sequence[str]):
+  """One devkit XML -> (labels [N] 1-based, boxes [N, 4] devkit xyxy, difficult [N])."""
+  label_of = {name: i for i, name in enumerate(class_names, start=1)}
+  try:
+    root = ElementTree.parse(path).getroot()
+  except FileNotFoundError:
+    raise FileNotFoundError(f'VOC annotation file not found: {path}') from None
+  except ElementTree.ParseError as e:
+    raise ValueError(f'{path}: not valid XML ({e}).') from None
+  labels, boxes, difficult = [], [], []
+  for obj in root.iter('object'):
+    try:
+      name = obj.find('name').text.strip()
+      box = obj.find('bndbox')
+      boxes.append([float(box.find(tag).text) for tag in ('xmin', 'ymin', 'xmax', 'ymax')])
+    except (AttributeError, TypeError, ValueError):
+      raise ValueError(f'{path}: an <object> without a <name> or a numeric '
+                       '<bndbox> xmin/ymin/xmax/ymax.') from None
+    if name not in label_of:
+      raise ValueError(f'{path}: object class {name!r} is not in the class list '
+                       f'{list(class_names)}; pass --class-names to name all classes.')
+    labels.append(label_of[name])
+    flag = obj.find('difficult')
+    difficult.append(flag is not None and flag.text is not None and int(flag.text) != 0)
+  return (np.array(labels, np.int64), np.array(boxes, np.float64).reshape(-1, 4),
+          np.array(difficult, bool))
+
+
+def load_voc_ground_truth(devkit_dir: str, split: str, class_names: Sequence[str]):
+  """Reads `<devkit_dir>/ImageSets/Main/<split>.txt` and `Annotations/<id>.xml`.
+
+  Returns (image ids [str], VocGroundTruth); raises FileNotFoundError naming what is missing.
+  """
+  if not os.path.isdir(devkit_dir):
+    raise FileNotFoundError(f'VOC ground truth folder not found: {devkit_dir} (expected a '
+                            'devkit year folder such as VOCdevkit/VOC2007).')
+  split_file = os.path.join(devkit_dir, 'ImageSets', 'Main', f'{split}.txt')
+  if not os.path.isfile(split_file):
+    raise FileNotFoundError(f'VOC image set not found: {split_file} (wrong --split?).')
+  with open(split_file) as f:
+    image_ids = [line.split()[0] for line in f if line.strip()]
+  parts = [read_voc_annotation(os.path.join(devkit_dir, 'Annotations', f'{i}.xml'), class_names)
+           for i in image_ids]
+  gt = voc.VocGroundTruth(
+      image=np.repeat(np.arange(len(parts)), [len(p[0]) for p in parts]).astype(np.int64),
+      label=np.concatenate([p[0] for p in parts] + [np.zeros(0, np.int64)]),
+      boxes=np.concatenate([p[1] for p in parts] + [np.zeros((0, 4))]),
+      difficult=np.concatenate([p[2] for p in parts] + [np.zeros(0, bool)]))
+  voc.check_boxes(gt.boxes, 'ground truth boxes',
+                  ids=[image_ids[i] for i in gt.image])
+  return image_ids, gt
+
+
+def load_detections(path: str) -> list:
+  """The detections json (a list); raises FileNotFoundError / ValueError naming the problem."""
+  try:
+    with open(path) as f:
+      detections = json.load(f)
+  except FileNotFoundError:
+    raise FileNotFoundError(f'detections file not found: {path}') from None
+  except json.JSONDecodeError as e:
+    raise ValueError(f'{path}: not valid JSON ({e}).') from None
+  if not isinstance(detections, list):
+    raise ValueError(f'{path}: expected a JSON list of detections, '
+                     f'got {type(detections).__name__}.')
+  return detections
+
+
+def _bad_entry(detections, index, problem):
+  return ValueError(f'detection {index} ({detections[index]!r:.200}): {problem}')
+
+
+def voc_detections_from_json(detections: list, image_ids: Sequence[str],
+                             class_names: Sequence[str]) -> voc.VocDetections:
+  """COCO-format detection dicts -> VocDetections (devkit xyxy = [x, y, x + w, y + h]).
+
+  Raises ValueError naming the first detection with a missing field, an unknown image or class,
+  or a bad box or score.
+  """
+  index_of = {image_id: i for i, image_id in enumerate(image_ids)}
+  label_of = {name: i for i, name in enumerate(class_names, start=1)}
+  label_of.update({i: i for i in range(1, len(class_names) + 1)})
+  try:
+    images = [d['image_id'] for d in detections]
+    categories = [d['category_id'] for d in detections]
+    bboxes = [d['bbox'] for d in detections]
+    scores = [d['score'] for d in detections]
+  except (KeyError, TypeError):
+    i = next(i for i, d in enumerate(detections) if not isinstance(d, dict) or not
+             {'image_id', 'category_id', 'bbox', 'score'} <= d.keys())
+    raise _bad_entry(detections, i, 'needs image_id, category_id, bbox and score.') from None
+  image = np.array([index_of.get(i, -1) if isinstance(i, str) else -1 for i in images], np.int64)
+  if (image < 0).any():
+    i = int(np.flatnonzero(image < 0)[0])
+    raise _bad_entry(detections, i, f'image_id {images[i]!r} is not in the image set '
+                     f'({int((image < 0).sum())} detections name unknown images; VOC image '
+                     'ids are file stems as strings, e.g. "000001").')
+  label = np.array([label_of.get(c, -1) if isinstance(c, (str, int)) and not isinstance(c, bool)
+                    else -1 for c in categories], np.int64)
+  if (label < 0).any():
+    i = int(np.flatnonzero(label < 0)[0])
+    raise _bad_entry(detections, i, f'category_id {categories[i]!r} is neither a class name of '
+                     f'{list(class_names)} nor an index 1..{len(class_names)}.')
+  try:
+    xywh = np.array(bboxes, np.float64).reshape(len(detections), 4)
+    score = np.array(scores, np.float64).reshape(len(detections))
+  except (TypeError, ValueError):
+    i = next(i for i, (b, s) in enumerate(zip(bboxes, scores))
+             if not _is_numbers(b, 4) or not _is_numbers([s], 1))
+    raise _bad_entry(detections, i, 'bbox must be 4 numbers and score a number.') from None
+  bad = ~np.isfinite(xywh).all(axis=1) | ~np.isfinite(score)
+  if bad.any():
+    raise _bad_entry(detections, int(np.flatnonzero(bad)[0]),
+                     f'NaN or inf in bbox or score ({int(bad.sum())} such detections).')
+  bad = (xywh[:, 2] < 0) | (xywh[:, 3] < 0)
+  if bad.any():
+    raise _bad_entry(detections, int(np.flatnonzero(bad)[0]),
+                     f'negative width or height ({int(bad.sum())} such detections).')
+  boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+  return voc.VocDetections(image=image, label=label, boxes=boxes, scores=score)
+
+
+def _is_numbers(values, n):
+  try:
+    return np.array(values, np.float64).shape == (n,)
+  except (TypeError, ValueError):
+    return False
+
+
+def evaluate_files(ground_truth: str, detections: str, metric: str, split: str = 'test',
+                   class_names: Sequence[str] | None = None) -> result_lib.EvalResult:
+  """Scores a detections json against a VOC devkit year folder or a COCO instances json.
+
+  Args:
+    ground_truth: devkit year folder (metrics 'voc07', 'voc') or instances json ('coco').
+    detections: detections json path (see the module docstring).
+    metric: 'voc07' (11-point AP), 'voc' (VOC2010+ area AP) or 'coco' (COCOeval).
+    split: VOC image set, `ImageSets/Main/<split>.txt`.
+    class_names: VOC classes in label order; default the 20 VOC classes.
+  """
+  if metric not in METRICS:
+    raise ValueError(f'unknown metric {metric!r}; use one of {METRICS}.')
+  if metric == 'coco':
+    if os.path.isdir(ground_truth):
+      raise ValueError(f'--metric=coco needs a COCO instances json, got the folder {ground_truth}.')
+    coco_gt = coco.load_coco(ground_truth)
+    return coco.coco_evaluate(coco_gt, load_detections(detections))
+  if os.path.isfile(ground_truth):
+    raise ValueError(f'--metric={metric} needs a VOC devkit year folder (with Annotations/ and '
+                     f'ImageSets/Main/), got the file {ground_truth}.')
+  class_names = tuple(class_names or VOC_CLASSES)
+  image_ids, gt = load_voc_ground_truth(ground_truth, split, class_names)
+  dets = voc_detections_from_json(load_detections(detections), image_ids, class_names)
+  return voc.evaluate_voc(gt, dets, class_names, use_07_metric=metric == 'voc07')

@@ -1,0 +1,286 @@
+"""End-to-end tests of `python -m ssd_jax.evaluate` and of the file readers behind it."""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import numpy as np
+
+from ssd_jax.evaluation import files
+from ssd_jax.evaluation import voc
+from tests import test_evaluation_coco
+from tests import test_evaluation_voc
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLASSES = test_evaluation_voc.CLASSES  # ('cat', 'dog', 'bird')
+
+
+def make_tempdir(test):
+  """A temporary folder removed after the test (absl's create_tempdir needs parsed flags)."""
+  path = tempfile.mkdtemp()
+  test.addCleanup(shutil.rmtree, path, ignore_errors=True)
+  return path
+
+
+def run_command(*args):
+  """Runs the command in a subprocess; returns (returncode, stdout, stderr)."""
+  proc = subprocess.run([sys.executable, '-m', 'ssd_jax.evaluate', *args], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120, check=False)
+  return proc.returncode, proc.stdout, proc.stderr
+
+
+def write_devkit(root, gt_list, image_names, split='test', extra_images=()):
+  """A VOC devkit year folder: Annotations/<id>.xml and ImageSets/Main/<split>.txt."""
+  os.makedirs(os.path.join(root, 'Annotations'), exist_ok=True)
+  os.makedirs(os.path.join(root, 'ImageSets', 'Main'), exist_ok=True)
+  with open(os.path.join(root, 'ImageSets', 'Main', f'{split}.txt'), 'w') as f:
+    f.write(''.join(f'{name}\n' for name in image_names))
+  for index, name in enumerate(list(image_names) + list(extra_images)):
+    objects = ''.join(
+        f'<object><name>{CLASSES[label - 1]}</name><pose>Left</pose><truncated>0</truncated>'
+        f'<difficult>{int(difficult)}</difficult><bndbox><xmin>{int(box[0])}</xmin>'
+        f'<ymin>{int(box[1])}</ymin><xmax>{int(box[2])}</xmax><ymax>{int(box[3])}</ymax>'
+        '</bndbox></object>'
+        for image, label, box, difficult in gt_list if image == index)
+    with open(os.path.join(root, 'Annotations', f'{name}.xml'), 'w') as f:
+      f.write(f'<annotation><filename>{name}.jpg</filename><size><width>500</width>'
+              f'<height>400</height><depth>3</depth></size>{objects}</annotation>')
+
+
+def detections_json(det_list, image_names):
+  """Detections in the command's format; classes alternate between names and indices."""
+  out = []
+  for k, (image, label, box, score) in enumerate(det_list):
+    box = [float(v) for v in box]
+    out.append({'image_id': image_names[image],
+                'category_id': CLASSES[label - 1] if k % 2 else label,
+                'bbox': [box[0], box[1], box[2] - box[0], box[3] - box[1]], 'score': score})
+  return out
+
+
+def as_read(detections, image_names):
+  """The boxes as the command reads them back: [x, y, x + w, y + h]."""
+  index = {name: i for i, name in enumerate(image_names)}
+  return [(index[d['image_id']],
+           d['category_id'] if isinstance(d['category_id'], int)
+           else CLASSES.index(d['category_id']) + 1,
+           [d['bbox'][0], d['bbox'][1], d['bbox'][0] + d['bbox'][2], d['bbox'][1] + d['bbox'][3]],
+           d['score']) for d in detections]
+
+
+class VocCommandTest(parameterized.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.tmp = make_tempdir(self)
+    self.devkit = os.path.join(self.tmp, 'VOC2007')
+    self.gt_list, det_list = test_evaluation_voc.random_case(3, num_images=6)
+    self.names = [f'{i:06d}' for i in range(6)]
+    write_devkit(self.devkit, self.gt_list, self.names, extra_images=['000099'])
+    self.detections = detections_json(det_list, self.names)
+    self.det_path = self.write_json('dets.json', self.detections)
+
+  def write_json(self, name, content):
+    path = os.path.join(self.tmp, name)
+    with open(path, 'w') as f:
+      json.dump(content, f)
+    return path
+
+  @parameterized.parameters('voc07', 'voc')
+  def test_command_matches_reference(self, metric):
+    out = os.path.join(self.tmp, 'out', 'metrics.json')
+    plots = os.path.join(self.tmp, 'plots')
+    rc, stdout, stderr = run_command(
+        f'--ground-truth={self.devkit}', f'--detections={self.det_path}', f'--metric={metric}',
+        '--class-names=cat,dog,bird', f'--output={out}', f'--plots={plots}')
+    self.assertEqual(rc, 0, stderr)
+    with open(out) as f:
+      written = json.load(f)
+    self.assertEqual(written['metric'], metric)
+    expected = test_evaluation_voc.reference_aps(
+        self.gt_list, as_read(self.detections, self.names), metric == 'voc07')
+    for name in CLASSES:
+      self.assertAlmostEqual(written['metrics'][f'AP/{name}'], expected[name], delta=1e-12)
+      self.assertIn(name, stdout)
+    self.assertAlmostEqual(written['metrics']['mAP'], np.mean(list(expected.values())),
+                           delta=1e-12)
+    self.assertIn('mAP', stdout)
+    self.assertEqual(sum(written['num_detections'].values()), len(self.detections))
+    self.assertEqual(sorted(os.listdir(plots)), ['pr_bird.png', 'pr_cat.png', 'pr_dog.png'])
+
+  def test_empty_detections_give_zero_with_warning(self):
+    out = os.path.join(self.tmp, 'metrics.json')
+    rc, _, stderr = run_command(
+        f'--ground-truth={self.devkit}', f'--detections={self.write_json("empty.json", [])}',
+        '--class-names=cat,dog,bird', f'--output={out}')
+    self.assertEqual(rc, 0, stderr)
+    self.assertIn('No detections', stderr)
+    with open(out) as f:
+      self.assertEqual(json.load(f)['metrics']['mAP'], 0.0)
+
+  def test_bad_input_exits_with_message_not_traceback(self):
+    bad = self.write_json('bad.json', [{**self.detections[0], 'image_id': '000099'}])
+    rc, _, stderr = run_command(f'--ground-truth={self.devkit}', f'--detections={bad}',
+                                '--class-names=cat,dog,bird')
+    self.assertEqual(rc, 1)
+    self.assertIn("error: detection 0", stderr)
+    self.assertIn("image_id '000099' is not in the image set", stderr)
+    self.assertNotIn('Traceback', stderr)
+
+  def test_annotation_class_outside_class_list(self):
+    with self.assertRaisesRegex(ValueError, "class 'bird' is not in the class list"):
+      files.evaluate_files(self.devkit, self.det_path, 'voc07', class_names=('cat', 'dog'))
+
+  def test_default_classes_are_voc(self):
+    detections = [{**d, 'category_id': d['category_id'] if isinstance(d['category_id'], str)
+                   else CLASSES[d['category_id'] - 1]} for d in self.detections]
+    path = self.write_json('named.json', detections)
+    metrics = files.evaluate_files(self.devkit, path, 'voc07').metrics  # cat, dog, bird are VOC's.
+    self.assertLen(metrics, 21)
+    expected = test_evaluation_voc.reference_aps(self.gt_list, as_read(detections, self.names),
+                                                 True)
+    for name in CLASSES:
+      self.assertAlmostEqual(metrics[f'AP/{name}'], expected[name], delta=1e-12)
+
+  def test_evaluator_and_command_agree(self):
+    # The training loop's VocEvaluator, its detections_json() through the command.
+    evaluator = voc.VocEvaluator(CLASSES, use_07_metric=True)
+    sizes = np.array([[400, 500]] * 6)
+    det_list = as_read(self.detections, self.names)
+    batch = {'boxes': np.zeros((6, 8, 4), np.float32), 'labels': np.zeros((6, 8), np.int32),
+             'mask': np.zeros((6, 8), bool), 'difficult': np.zeros((6, 8), bool),
+             'image_id': np.array([n.encode() for n in self.names]), 'orig_size': sizes}
+    dets = {'boxes': np.zeros((6, 32, 4), np.float32), 'scores': np.zeros((6, 32), np.float32),
+            'classes': np.ones((6, 32), np.int32), 'valid': np.zeros((6, 32), bool)}
+    for image in range(6):
+      for j, g in enumerate([g for g in self.gt_list if g[0] == image]):
+        batch['boxes'][image, j] = voc.pixel_boxes.devkit_xyxy_to_yxyx(g[2], sizes[image])
+        batch['labels'][image, j], batch['mask'][image, j] = g[1], True
+        batch['difficult'][image, j] = g[3]
+      for j, d in enumerate([d for d in det_list if d[0] == image]):
+        dets['boxes'][image, j] = voc.pixel_boxes.devkit_xyxy_to_yxyx(d[2], sizes[image])
+        dets['scores'][image, j], dets['classes'][image, j] = d[3], d[1]
+        dets['valid'][image, j] = True
+    evaluator.add_batch(batch, dets)
+    path = self.write_json('from_evaluator.json', evaluator.detections_json())
+    from_file = files.evaluate_files(self.devkit, path, 'voc07', class_names=CLASSES).metrics
+    for key, value in evaluator.result().items():
+      self.assertAlmostEqual(from_file[key], value, delta=1e-12, msg=key)
+
+
+class VocBadFilesTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.tmp = make_tempdir(self)
+    self.devkit = os.path.join(self.tmp, 'VOC2007')
+    self.names = ['000001', '000002']
+    write_devkit(self.devkit, [(0, 1, [1, 1, 20, 20], False), (1, 2, [5, 5, 50, 60], True)],
+                 self.names, extra_images=['000003'])
+    self.good = {'image_id': '000001', 'category_id': 'cat', 'bbox': [1, 1, 19, 19],
+                 'score': 0.9}
+
+  def evaluate(self, detections, devkit=None, split='test', metric='voc07'):
+    path = os.path.join(self.tmp, 'dets.json')
+    with open(path, 'w') as f:
+      if isinstance(detections, str):
+        f.write(detections)
+      else:
+        json.dump(detections, f)
+    return files.evaluate_files(devkit or self.devkit, path, metric, split, CLASSES)
+
+  def test_good_file(self):
+    metrics = self.evaluate([self.good]).metrics
+    self.assertAlmostEqual(metrics['AP/cat'], 1.0, places=12)
+    self.assertTrue(math.isnan(metrics['AP/dog']))  # Only difficult ground truth.
+
+  def test_bad_detections(self):
+    cases = [
+        ({'image_id': '000003'}, "image_id '000003' is not in the image set"),
+        ({'image_id': 1}, "image_id 1 is not in the image set"),
+        ({'category_id': 'zebra'}, "category_id 'zebra' is neither a class name"),
+        ({'category_id': 0}, "category_id 0 is neither"),
+        ({'category_id': 4}, "category_id 4 is neither"),
+        ({'bbox': [1, float('nan'), 3, 4]}, 'NaN or inf'),
+        ({'bbox': [1, 1, -3, 4]}, 'negative width or height'),
+        ({'bbox': [1, 1, 3]}, 'bbox must be 4 numbers'),
+        ({'score': 'high'}, 'bbox must be 4 numbers and score a number'),
+    ]
+    for change, message in cases:
+      with self.subTest(message):
+        with self.assertRaisesRegex(ValueError, message):
+          self.evaluate([self.good, {**self.good, **change}])
+
+  def test_bad_files(self):
+    with self.assertRaisesRegex(ValueError, 'needs image_id, category_id, bbox and score'):
+      self.evaluate([{'image_id': '000001'}])
+    with self.assertRaisesRegex(ValueError, 'not valid JSON'):
+      self.evaluate('[{"image_id": ')
+    with self.assertRaisesRegex(ValueError, 'expected a JSON list'):
+      self.evaluate({'image_id': '000001'})
+    with self.assertRaisesRegex(FileNotFoundError, 'detections file not found'):
+      files.evaluate_files(self.devkit, os.path.join(self.tmp, 'none.json'), 'voc07')
+
+  def test_bad_ground_truth(self):
+    with self.assertRaisesRegex(FileNotFoundError, 'VOC ground truth folder not found'):
+      self.evaluate([self.good], devkit=os.path.join(self.tmp, 'VOC2012'))
+    with self.assertRaisesRegex(FileNotFoundError, r'val\.txt.*wrong --split'):
+      self.evaluate([self.good], split='val')
+    os.remove(os.path.join(self.devkit, 'Annotations', '000002.xml'))
+    with self.assertRaisesRegex(FileNotFoundError, r'annotation file not found: .*000002\.xml'):
+      self.evaluate([self.good])
+
+  def test_bad_annotation(self):
+    with open(os.path.join(self.devkit, 'Annotations', '000002.xml'), 'w') as f:
+      f.write('<annotation><object><name>cat</name><bndbox><xmin>9</xmin><ymin>1</ymin>'
+              '<xmax>5</xmax><ymax>5</ymax></bndbox></object></annotation>')
+    with self.assertRaisesRegex(ValueError, "negative size .*image '000002'"):
+      self.evaluate([self.good])
+    with open(os.path.join(self.devkit, 'Annotations', '000002.xml'), 'w') as f:
+      f.write('<annotation><object><name>cat</name></object>')
+    with self.assertRaisesRegex(ValueError, '000002.xml: not valid XML'):
+      self.evaluate([self.good])
+
+  def test_wrong_kind_of_ground_truth(self):
+    with self.assertRaisesRegex(ValueError, 'needs a COCO instances json'):
+      self.evaluate([self.good], metric='coco')
+    with self.assertRaisesRegex(ValueError, 'needs a VOC devkit year folder'):
+      self.evaluate([self.good], devkit=os.path.join(self.devkit, 'ImageSets', 'Main',
+                                                     'test.txt'))
+
+
+class CocoCommandTest(absltest.TestCase):
+
+  def test_command_matches_pycocotools(self):
+    dataset, detections = test_evaluation_coco.make_dataset(2)
+    with tempfile.TemporaryDirectory() as tmp:
+      gt_path, det_path = os.path.join(tmp, 'instances.json'), os.path.join(tmp, 'dets.json')
+      out = os.path.join(tmp, 'metrics.json')
+      with open(gt_path, 'w') as f:
+        json.dump(dataset, f)
+      with open(det_path, 'w') as f:
+        json.dump(detections, f)
+      rc, stdout, stderr = run_command(f'--ground-truth={gt_path}', f'--detections={det_path}',
+                                       '--metric=coco', f'--output={out}',
+                                       f'--plots={os.path.join(tmp, "plots")}')
+      self.assertEqual(rc, 0, stderr)
+      with open(out) as f:
+        metrics = json.load(f)['metrics']
+      self.assertLen(os.listdir(os.path.join(tmp, 'plots')), 3)
+    expected = test_evaluation_coco.pycocotools_stats(dataset, detections)
+    self.assertEqual([metrics[name] for name in
+                      ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl',
+                       'AR1', 'AR10', 'AR100', 'ARs', 'ARm', 'ARl')], list(expected))
+    self.assertIn('Average Precision  (AP) @[ IoU=0.50:0.95', stdout)
+    for name in ('person', 'car', 'dog'):
+      self.assertIn(name, stdout)
+
+
+if __name__ == '__main__':
+  absltest.main()
