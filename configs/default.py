@@ -56,9 +56,16 @@ def get_config() -> ml_collections.ConfigDict:
   config.input.data_dir = ml_collections.config_dict.placeholder(str)  # tfds data dir.
   config.input.folder = ml_collections.config_dict.placeholder(str)  # For *_folder datasets.
   config.input.class_names = VOC_CLASSES
+  # Split names; None = the data set's default (docs/data.md): voc 07+12 trainval / 07 test.
+  config.input.train_split = ml_collections.config_dict.placeholder(str)
+  config.input.eval_split = ml_collections.config_dict.placeholder(str)
+  config.input.on_error = 'skip'  # Folder data sets: 'skip' bad files (counted) or 'raise'.
   config.input.max_boxes = 64  # Ground truth per image is padded (and masked) to this.
   config.input.batch_size = 32  # Global batch size, split over all devices and hosts.
-  config.input.eval_batch_size = 32
+  config.input.eval_batch_size = 32  # Global, like batch_size.
+  # Ground truth per eval image; None = max_boxes. (Training never needs more than max_boxes
+  # targets; evaluation from batches should see every box.)
+  config.input.eval_max_boxes = ml_collections.config_dict.placeholder(int)
   config.input.shuffle_buffer = 2048
   config.input.seed = 0
   # Pixel normalization: (image - mean) / std, RGB, 0..255 input.

@@ -10,6 +10,7 @@ def get_config():
   config.input.dataset = 'coco'
   config.input.class_names = COCO_CLASSES
   config.input.max_boxes = 100
+  config.input.eval_max_boxes = 100
   # Caffe SSD300 COCO sizes: scales 0.15 .. 0.9 with 0.07 for conv4_3.
   config.anchors.min_sizes = (21, 45, 99, 153, 207, 261)
   config.anchors.max_sizes = (45, 99, 153, 207, 261, 315)

@@ -22,3 +22,7 @@ COCO_CLASSES = (
     'couch', 'potted plant', 'bed', 'dining table', 'toilet', 'tv', 'laptop', 'mouse', 'remote',
     'keyboard', 'cell phone', 'microwave', 'oven', 'toaster', 'sink', 'refrigerator', 'book',
     'clock', 'vase', 'scissors', 'teddy bear', 'hair drier', 'toothbrush')
+
+# The embedded synthetic `shapes` data set (ssd_jax/data/shapes_draw.py draws them).
+SHAPES_CLASSES = ('ellipse', 'rectangle', 'triangle', 'star', 'cross', 'ring', 'diamond',
+                  'frame')

@@ -7,19 +7,32 @@ is normalized by the number of positives of the whole global batch.
 """
 
 import functools
+import json
+import os
+import time
 from typing import Any
 
+from clu import metric_writers
+from clu import periodic_actions
 from flax.training import train_state
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from ssd_jax import anchors
+from ssd_jax import checkpoints
+from ssd_jax import describe
+from ssd_jax import evaluation
 from ssd_jax import losses
 from ssd_jax import models
 from ssd_jax import postprocess
+from ssd_jax import visualize
+from ssd_jax.data import input_pipeline
 
 TRAIN_KEYS = ('image', 'boxes', 'labels', 'mask')  # what the train step reads from a batch
 
@@ -62,13 +75,20 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
   return optax.chain(*parts)
 
 
-def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array) -> TrainState:
-  """Initializes the model parameters and the optimizer state."""
+def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array,
+                       mesh: jax.sharding.Mesh | None = None) -> TrainState:
+  """Initializes parameters and optimizer state (replicated over `mesh` when given)."""
   model = models.create_model(config)
+  tx = create_optimizer(config)
   size = config.model.input_size
-  variables = jax.jit(model.init)(rng, jnp.zeros((1, size, size, 3), jnp.float32))
-  return TrainState.create(apply_fn=model.apply, params=variables['params'],
-                           tx=create_optimizer(config))
+
+  def init(rng):
+    params = model.init(rng, jnp.zeros((1, size, size, 3), jnp.float32))['params']
+    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+  replicated = None if mesh is None else jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec())
+  return jax.jit(init, out_shardings=replicated)(rng)
 
 
 def train_step(state: TrainState, batch: dict[str, Any], priors: jax.Array,
@@ -81,7 +101,7 @@ def train_step(state: TrainState, batch: dict[str, Any], priors: jax.Array,
 
   (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   new_state = state.apply_gradients(grads=grads)
-  metrics = {'loss': loss, **aux, 'grad_norm': optax.global_norm(grads),
+  metrics = {'loss': loss, **aux, 'grad_norm': optax.tree.norm(grads),
              'learning_rate': learning_rate_schedule(config)(state.step)}
   return new_state, metrics
 
@@ -112,3 +132,186 @@ def compile_steps(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
                                        config=config),
                      in_shardings=(replicated, sharded), out_shardings=sharded)
   return train, evaluate, priors
+
+
+# --- The loop --------------------------------------------------------------------------------
+
+
+def global_batch(local: dict[str, np.ndarray], mesh: jax.sharding.Mesh, keys) -> dict:
+  """Assembles each process's part of a batch into global arrays sharded over 'data'."""
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(local[k]))
+          for k in keys}
+
+
+def _encode_ids(ids: np.ndarray) -> np.ndarray:
+  """Image ids (int or bytes) -> a fixed-size numeric array that can cross processes."""
+  if ids.dtype.kind in 'iu':
+    return ids.astype(np.int64)
+  return np.asarray(ids, dtype='S64').view(np.uint8).reshape(len(ids), 64)
+
+
+def _decode_ids(ids: np.ndarray) -> np.ndarray:
+  if ids.ndim == 1:
+    return ids
+  return np.ascontiguousarray(ids).view('S64').reshape(-1)
+
+
+def create_evaluator(config: ml_collections.ConfigDict, info):
+  """The evaluator for `config.eval.metric` ('voc07', 'voc' or 'coco')."""
+  metric = config.eval.metric
+  if metric == 'coco':
+    return evaluation.CocoEvaluator(info.class_names, info.category_ids)
+  if metric in ('voc07', 'voc'):
+    return evaluation.VocEvaluator(info.class_names, use_07_metric=metric == 'voc07')
+  raise ValueError(f"eval.metric={metric!r}; expected 'voc07', 'voc' or 'coco'.")
+
+
+def evaluate_model(config, params, eval_fn, mesh, info, *, num_images_to_draw=0):
+  """Runs the eval split through `eval_fn`; returns (EvalResult, drawn preview images).
+
+  Every process reads its own part of the split; batch and detections are gathered so that
+  every process scores the whole split (only process 0 writes anything).
+  """
+  evaluator = create_evaluator(config, info)
+  previews = []
+  keys = ('boxes', 'labels', 'mask', 'difficult', 'crowd', 'orig_size', 'example_mask')
+  for local in tfds.as_numpy(input_pipeline.create_eval_dataset(config)):
+    detections = eval_fn(params, global_batch(local, mesh, ('image',)))
+    host = {k: local[k] for k in keys}
+    host['image_id'] = _encode_ids(local['image_id'])
+    host, detections = multihost_utils.process_allgather((host, detections), tiled=True)
+    host = {k: np.asarray(v) for k, v in host.items()}
+    host['image_id'] = _decode_ids(host['image_id'])
+    detections = {k: np.asarray(v) for k, v in detections.items()}
+    evaluator.add_batch(host, detections)
+    for i in range(min(num_images_to_draw - len(previews), len(local['image']))):
+      image = visualize.denormalize(local['image'][i], config.input.mean_rgb,
+                                    config.input.std_rgb)
+      previews.append(visualize.draw_example(image, local['boxes'], local['labels'],
+                                             local['mask'], detections, i, info.class_names))
+  return evaluator.evaluate(), previews
+
+
+def write_eval(workdir: str, step: int, result, writer) -> None:
+  """Prints the per-class table; writes <workdir>/eval/step_<N>.json and TensorBoard scalars."""
+  table = evaluation.format_table(result.metrics, result.class_names, result.num_ground_truth,
+                                  result.num_detections)
+  print(f'Evaluation at step {step}:\n{table}', flush=True)
+  if jax.process_index() != 0:
+    return
+  os.makedirs(os.path.join(workdir, 'eval'), exist_ok=True)
+  path = os.path.join(workdir, 'eval', f'step_{step}.json')
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(evaluation.to_json_dict(result, step=step), f, indent=2)
+  os.replace(tmp, path)  # never a partial file
+  writer.write_scalars(step, {f'eval/{k}': v for k, v in result.metrics.items()
+                              if np.isfinite(v)})
+
+
+def _check_finite(pending: list) -> None:
+  """Raises FloatingPointError naming the first step whose loss was NaN or inf."""
+  for step, loss in pending:
+    if not np.isfinite(loss):
+      raise FloatingPointError(
+          f'Loss is {loss} at step {step}. Stopping; the last good checkpoint is kept. '
+          'Try a lower optimizer.learning_rate, a longer warmup or optimizer.grad_clip_norm.')
+
+
+def _setup(config, workdir):
+  """The pieces both training and evaluation need."""
+  tf.config.set_visible_devices([], 'GPU')
+  mesh = make_mesh()
+  info = input_pipeline.get_dataset_info(config)
+  if tuple(info.class_names) != tuple(config.input.class_names):
+    raise ValueError(f'config.input.class_names {tuple(config.input.class_names)} differ from '
+                     f'the data set\'s {tuple(info.class_names)}.')
+  if len(info.class_names) != config.model.num_classes:
+    raise ValueError(f'config.model.num_classes={config.model.num_classes} but the data set '
+                     f'has {len(info.class_names)} classes.')
+  state = create_train_state(config, jax.random.PRNGKey(config.seed), mesh)
+  train_fn, eval_fn, _ = compile_steps(config, mesh, state.apply_fn)
+  manager = checkpoints.create_manager(workdir, config)
+  return mesh, info, state, train_fn, eval_fn, manager
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains `config.num_train_steps` steps (resuming from `workdir`), evaluating periodically.
+
+  Returns the metrics of the final evaluation.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  print(describe.format_summary(describe.describe(config)), flush=True)
+  mesh, info, state, train_fn, eval_fn, manager = _setup(config, workdir)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+  state, start_step = checkpoints.restore(manager, state, config)
+  if start_step is not None:
+    print(f'Resuming from the checkpoint of step {start_step} in {workdir}.', flush=True)
+  else:
+    start_step = 0
+    if config.init_from:
+      params, loaded = checkpoints.merge_params(
+          jax.device_get(state.params), checkpoints.load_params(config.init_from))
+      state = state.replace(params=jax.device_put(params, jax.sharding.NamedSharding(
+          mesh, jax.sharding.PartitionSpec())))
+      print(f'Initialized {len(loaded)} arrays from {config.init_from}.', flush=True)
+
+  train_iter = iter(tfds.as_numpy(input_pipeline.create_train_dataset(
+      config, start_step=start_step)))
+  report = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
+                                           writer=writer)
+  total = config.num_train_steps
+  metrics = None
+  pending, last_log = [], (start_step, time.perf_counter())
+  for step in range(start_step + 1, total + 1):
+    with jax.profiler.StepTraceAnnotation('train', step_num=step):
+      batch = global_batch(next(train_iter), mesh, TRAIN_KEYS)
+      state, step_metrics = train_fn(state, batch)
+    pending.append((step, step_metrics))
+    report(step)
+    is_eval = step % config.eval.every_steps == 0 or step == total
+    is_save = is_eval or step % config.checkpoint_every_steps == 0
+    if step % config.log_every_steps == 0 or is_save:
+      fetched = jax.device_get([m for _, m in pending])
+      _check_finite([(s, float(m['loss'])) for (s, _), m in zip(pending, fetched)])
+      seconds = time.perf_counter() - last_log[1]
+      scalars = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+      steps_per_s = (step - last_log[0]) / seconds
+      scalars['images_per_s'] = steps_per_s * config.input.batch_size
+      writer.write_scalars(step, {f'train/{k}': v for k, v in scalars.items()})
+      print(f"step {step}/{total}: loss {scalars['loss']:.4f} (loc {scalars['loc_loss']:.4f}, "
+            f"conf {scalars['conf_loss']:.4f}), lr {scalars['learning_rate']:.2e}, "
+            f"{scalars['images_per_s']:.1f} images/s, ETA {(total - step) / steps_per_s / 60:.1f} min",
+            flush=True)
+      pending, last_log = [], (step, time.perf_counter())
+    if is_eval:
+      result, previews = evaluate_model(config, state.params, eval_fn, mesh, info,
+                                        num_images_to_draw=4)
+      metrics = result.metrics
+      write_eval(workdir, step, result, writer)
+      if previews and jax.process_index() == 0:
+        writer.write_images(step, {'eval/detections': np.stack(previews)})
+    if is_save:
+      checkpoints.save(manager, step, state, config,
+                       metrics={'mAP': metrics['mAP']} if is_eval else None)
+  manager.wait_until_finished()
+  writer.flush()
+  return metrics
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Restores `config.eval_step` (default: the latest) from `workdir` and evaluates it."""
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  mesh, info, state, _, eval_fn, manager = _setup(config, workdir)
+  state, step = checkpoints.restore(manager, state, config, config.eval_step)
+  if step is None:
+    raise FileNotFoundError(f'No checkpoint to evaluate in {workdir}/checkpoints.')
+  result, _ = evaluate_model(config, state.params, eval_fn, mesh, info)
+  write_eval(workdir, step, result, writer)
+  writer.flush()
+  return result.metrics

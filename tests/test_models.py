@@ -46,7 +46,7 @@ class ModelTest(parameterized.TestCase):
     num_priors = anchors.default_boxes(config).shape[0]
     self.assertEqual(num_priors, 144 * 4 + 36 * 6 + 9 * 6 + 4 * 4)
     self.assertEqual(loc.shape, (2, num_priors, 4))
-    self.assertEqual(conf.shape, (2, num_priors, 4))
+    self.assertEqual(conf.shape, (2, num_priors, config.model.num_classes + 1))
     self.assertEqual(loc.dtype, jnp.float32)  # outputs in fp32 whatever the compute dtype
     self.assertTrue(all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables)))
     scale = variables['params']['vgg16']['conv4_3_norm']['scale']
@@ -64,3 +64,29 @@ class ModelTest(parameterized.TestCase):
     text = describe.format_summary(summary)
     self.assertIn('total priors: 8732', text)
     self.assertIn('26,285,486', text)
+
+
+class PoolingTest(parameterized.TestCase):
+
+  @parameterized.parameters((75, 75), (38, 19), (1, 1))
+  def test_pools_equal_flax_max_pool(self, h, w):
+    from flax import linen as nn  # pylint: disable=g-import-not-at-top
+    from ssd_jax.models import vgg  # pylint: disable=g-import-not-at-top
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, h, w, 3))
+    want = nn.max_pool(x, (2, 2), strides=(2, 2), padding=((0, h % 2), (0, w % 2)))
+    np.testing.assert_array_equal(vgg.max_pool_ceil(x), want)
+    self.assertEqual(vgg.max_pool_ceil(x).shape[1:3], ((h + 1) // 2, (w + 1) // 2))
+    want5 = nn.max_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)))
+    np.testing.assert_array_equal(vgg.max_pool_3x3_same(x), want5)
+
+  def test_pool_gradient_routes_to_the_maximum(self):
+    from ssd_jax.models import vgg  # pylint: disable=g-import-not-at-top
+    x = jax.random.normal(jax.random.PRNGKey(1), (1, 5, 5, 2))
+    grad = jax.grad(lambda x: jnp.sum(vgg.max_pool_ceil(x)))(x)
+    want = jax.grad(lambda x: jnp.sum(nn_pool(x)))(x)
+    np.testing.assert_allclose(grad, want)
+
+
+def nn_pool(x):
+  from flax import linen as nn  # pylint: disable=g-import-not-at-top
+  return nn.max_pool(x, (2, 2), strides=(2, 2), padding=((0, 1), (0, 1)))

@@ -23,10 +23,25 @@ def scaled(channels: int, width: float) -> int:
   return max(8, int(round(channels * width)))
 
 
+# Max pools are written as elementwise maxima of shifted slices. The values equal
+# `nn.max_pool`'s (tested), but the gradient is cheap elementwise selects instead of XLA's
+# select-and-scatter, which made the whole train step ~3x slower on CPU.
+
+
 def max_pool_ceil(x: jnp.ndarray) -> jnp.ndarray:
-  """2x2 / stride 2 max pool that rounds the output size up, like Caffe."""
-  pad_h, pad_w = x.shape[1] % 2, x.shape[2] % 2
-  return nn.max_pool(x, (2, 2), strides=(2, 2), padding=((0, pad_h), (0, pad_w)))
+  """2x2 / stride 2 max pool [B, H, W, C] that rounds the output size up, like Caffe."""
+  x = jnp.pad(x, ((0, 0), (0, x.shape[1] % 2), (0, x.shape[2] % 2), (0, 0)),
+              constant_values=-jnp.inf)
+  return jnp.maximum(jnp.maximum(x[:, 0::2, 0::2], x[:, 1::2, 0::2]),
+                     jnp.maximum(x[:, 0::2, 1::2], x[:, 1::2, 1::2]))
+
+
+def max_pool_3x3_same(x: jnp.ndarray) -> jnp.ndarray:
+  """3x3 / stride 1 / pad 1 max pool (SSD's pool5), separable: rows, then columns."""
+  h, w = x.shape[1:3]
+  x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
+  rows = jnp.maximum(jnp.maximum(x[:, :, 0:w], x[:, :, 1:w + 1]), x[:, :, 2:w + 2])
+  return jnp.maximum(jnp.maximum(rows[:, 0:h], rows[:, 1:h + 1]), rows[:, 2:h + 2])
 
 
 def pooled_size(n: int) -> int:
@@ -66,7 +81,7 @@ class VGG16(nn.Module):
         conv4_3 = L2Norm(self.l2norm_scale, name='conv4_3_norm')(x)
       if block != 'conv5':
         x = max_pool_ceil(x)
-    x = nn.max_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)))  # pool5
+    x = max_pool_3x3_same(x)  # pool5
     x = nn.relu(conv(FC_CHANNELS, 'conv6', padding=6, kernel_dilation=(6, 6))(x))
     x = nn.relu(conv(FC_CHANNELS, 'conv7', kernel=(1, 1), padding=0)(x))
     return conv4_3, x

@@ -1,0 +1,138 @@
+"""`voc_folder`: a tfds builder reading an existing `VOCdevkit/VOC20xx` folder.
+
+Layout: `<folder>/JPEGImages/<id>.jpg`, `<folder>/Annotations/<id>.xml`,
+`<folder>/ImageSets/Main/<split>.txt` (one id per line). Any class list. Nothing is
+downloaded; `download_and_prepare` copies the folder into tfds records once (the builder
+config name hashes the folder path, class list, splits and split files' mtimes).
+
+Box convention as tfds `voc`: devkit pixel x (1-based) -> (x - 1) / width.
+Bad input policy (`on_error='skip'`, the default): see docs/data.md.
+"""
+
+import os
+import xml.etree.ElementTree as ET
+
+from etils import epath
+import numpy as np
+import tensorflow_datasets as tfds
+
+from ssd_jax.data import folder_common
+
+FolderConfig = folder_common.FolderConfig
+
+
+def make_config(folder, class_names, splits=('trainval', 'test'), on_error='skip'):
+  split_files = [os.path.join(folder, 'ImageSets', 'Main', f'{s}.txt') for s in splits]
+  name = folder_common.config_name(folder, class_names, splits, split_files)
+  return FolderConfig(name=name, folder=os.fspath(folder), class_names=tuple(class_names),
+                      splits=tuple(splits), on_error=on_error)
+
+
+def _text(node, tag, default=None):
+  child = node.find(tag)
+  return default if child is None or child.text is None else child.text.strip()
+
+
+class VocFolder(tfds.core.GeneratorBasedBuilder):
+  """A local VOC-format folder."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'First version.'}
+  code_path = epath.Path(__file__)  # tfds' own lookup needs importlib_resources.
+
+  def __init__(self, *, config: FolderConfig, **kwargs):
+    super().__init__(config=config, **kwargs)
+    self.problem_counts = {}
+
+  def _info(self):
+    return self.dataset_info_from_configs(
+        description=f'VOC-format folder {self.builder_config.folder}',
+        features=folder_common.features(self.builder_config.class_names))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    c = self.builder_config
+    out = {}
+    for split in c.splits:
+      path = os.path.join(c.folder, 'ImageSets', 'Main', f'{split}.txt')
+      if not os.path.exists(path):
+        raise folder_common.DataError(f'voc_folder: split file {path} does not exist')
+      out[split] = self._generate_examples(split, path)
+    return out
+
+  def _generate_examples(self, split, split_file):
+    c = self.builder_config
+    report = folder_common.Problems(split, c.on_error)
+    self.problem_counts[split] = report.counts
+    class_index = {n: i for i, n in enumerate(c.class_names)}
+    with open(split_file) as f:
+      ids = [line.split()[0] for line in f if line.strip()]
+    num_written = num_empty = 0
+    for index, image_id in enumerate(ids):
+      example = self._example(image_id, index, class_index, report)
+      if example is None:
+        continue
+      num_written += 1
+      num_empty += len(example['objects']['label']) == 0
+      yield image_id, example
+    folder_common.log_summary('voc_folder', split, num_written, num_empty, report)
+
+  def _example(self, image_id, index, class_index, report):
+    c = self.builder_config
+    xml_path = os.path.join(c.folder, 'Annotations', f'{image_id}.xml')
+    if not os.path.exists(xml_path):
+      report('missing_annotation', f'{xml_path}: annotation file missing; image skipped')
+      return None
+    try:
+      root = ET.parse(xml_path).getroot()
+    except ET.ParseError as e:
+      report('bad_annotation', f'{xml_path}: cannot parse XML ({e}); image skipped')
+      return None
+    jpg = os.path.join(c.folder, 'JPEGImages', _text(root, 'filename') or f'{image_id}.jpg')
+    if not os.path.exists(jpg):
+      jpg = os.path.join(c.folder, 'JPEGImages', f'{image_id}.jpg')
+    image = folder_common.read_image(jpg, report)
+    if image is None:
+      return None
+    data, (height, width) = image
+    size = root.find('size')
+    if size is not None:
+      try:
+        xml_hw = (int(float(_text(size, 'height'))), int(float(_text(size, 'width'))))
+      except (TypeError, ValueError):
+        xml_hw = None
+      if xml_hw != (height, width):
+        report('size_mismatch', f'{xml_path}: <size> {xml_hw} differs from the image '
+               f'{(height, width)}; using the image size', fatal_if_raise=False)
+    boxes, labels, difficult = [], [], []
+    for k, obj in enumerate(root.findall('object')):
+      name = (_text(obj, 'name') or '').strip()
+      where = f'{xml_path} object {k} ({name!r})'
+      if name not in class_index:
+        report('unknown_class', f'{where}: class not in the class list; object dropped')
+        continue
+      bb = obj.find('bndbox')
+      try:
+        x0, y0, x1, y1 = (float(_text(bb, t)) for t in ('xmin', 'ymin', 'xmax', 'ymax'))
+      except (AttributeError, TypeError, ValueError):
+        report('bad_box', f'{where}: missing or non-numeric bndbox; object dropped')
+        continue
+      box = folder_common.clip_box(
+          ((y0 - 1) / height, (x0 - 1) / width, (y1 - 1) / height, (x1 - 1) / width), where,
+          report)
+      if box is None:
+        continue
+      boxes.append(box)
+      labels.append(class_index[name])
+      difficult.append(_text(obj, 'difficult', '0') == '1')
+    return {
+        'image': data,
+        'image/filename': os.path.basename(jpg),
+        'image/id': index,
+        'objects': {
+            'bbox': np.asarray(boxes, np.float32).reshape(-1, 4),
+            'label': np.asarray(labels, np.int64),
+            'is_difficult': np.asarray(difficult, bool),
+            'is_crowd': np.zeros(len(labels), bool),
+        },
+    }

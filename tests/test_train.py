@@ -1,0 +1,190 @@
+"""The training program end to end on the smoke config: train, resume, eval, restore errors."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from configs import smoke
+from ssd_jax import checkpoints
+from ssd_jax import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp('tfds'))
+
+
+def smoke_config(data_dir, **overrides):
+  config = smoke.get_config()
+  config.input.data_dir = data_dir
+  for key, value in overrides.items():
+    group, name = key.split('.') if '.' in key else (None, key)
+    (config[group] if group else config)[name] = value
+  return config
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, data_dir):
+  workdir = str(tmp_path_factory.mktemp('run'))
+  metrics = train.train_and_evaluate(smoke_config(data_dir), workdir)
+  return workdir, metrics
+
+
+def test_train_writes_eval_json_and_checkpoints(trained):
+  workdir, metrics = trained
+  with open(os.path.join(workdir, 'eval', 'step_8.json')) as f:
+    saved = json.load(f)
+  assert saved['step'] == 8
+  assert saved['metrics']['mAP'] == pytest.approx(metrics['mAP'])
+  assert set(saved['metrics']) >= {f'AP/{n}' for n in smoke.get_config().input.class_names}
+  assert os.path.exists(os.path.join(workdir, 'eval', 'step_4.json'))
+  steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints')) if d.isdigit())
+  assert steps[-1] == 8 and len(steps) <= 3  # keep_checkpoints=2 plus the best by mAP
+  assert os.path.exists(os.path.join(workdir, 'config.json'))
+
+
+def test_eval_mode_reproduces_the_final_metric(trained, data_dir):
+  workdir, metrics = trained
+  again = train.evaluate(smoke_config(data_dir), workdir)
+  assert again['mAP'] == pytest.approx(metrics['mAP'], abs=1e-9)
+  for key, value in metrics.items():
+    if np.isfinite(value):
+      assert again[key] == pytest.approx(value, abs=1e-9), key
+
+
+def test_resume_continues_from_the_saved_step(trained, data_dir, tmp_path, capsys):
+  workdir, _ = trained
+  resumed = str(tmp_path / 'resumed')
+  shutil.copytree(workdir, resumed)
+  config = smoke_config(data_dir, num_train_steps=10, **{'eval.every_steps': 10})
+  train.train_and_evaluate(config, resumed)
+  out = capsys.readouterr().out
+  assert 'Resuming from the checkpoint of step 8' in out
+  assert 'step 2/10' not in out and 'step 10/10' in out  # no step before 8 was run again
+  manager = checkpoints.create_manager(resumed, config)
+  state = train.create_train_state(config, jax.random.PRNGKey(0))
+  state, step = checkpoints.restore(manager, state, config)
+  assert step == 10 and int(state.step) == 10  # optimizer state carried the step count
+
+
+def test_restore_into_a_different_model_names_the_mismatch(trained, data_dir):
+  workdir, _ = trained
+  config = smoke_config(data_dir, **{'model.width': 0.25})
+  with pytest.raises(ValueError, match=r'model.width: checkpoint has 0.125, config has 0.25'):
+    train.evaluate(config, workdir)
+
+
+def test_eval_of_a_missing_step_is_a_clear_error(trained, data_dir):
+  workdir, _ = trained
+  with pytest.raises(ValueError, match='No checkpoint for step 3'):
+    train.evaluate(smoke_config(data_dir, eval_step=3), workdir)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
+  workdir = str(tmp_path / 'nan')
+  config = smoke_config(data_dir, num_train_steps=12, checkpoint_every_steps=2,
+                        log_every_steps=2, **{'optimizer.name': 'sgd',
+                                              'optimizer.learning_rate': 1e12,
+                                              'optimizer.warmup_steps': 0,
+                                              'eval.every_steps': 100})
+  with pytest.raises(FloatingPointError, match=r'Loss is (nan|inf) at step \d+'):
+    train.train_and_evaluate(config, workdir)
+  manager = checkpoints.create_manager(workdir, config)
+  for step in manager.all_steps():  # every checkpoint left behind is finite
+    state = train.create_train_state(config, jax.random.PRNGKey(0))
+    state, _ = checkpoints.restore(manager, state, config, step)
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
+
+
+def abstract_params(config):
+  """Parameter shapes of a config's model, without compiling anything."""
+  return jax.eval_shape(lambda: train.create_train_state(config, jax.random.PRNGKey(0))).params
+
+
+def test_init_from_loads_matching_arrays(trained, data_dir):
+  workdir, _ = trained
+  pretrained = checkpoints.load_params(os.path.join(workdir, 'checkpoints'))
+  params = abstract_params(smoke_config(data_dir))
+  merged, loaded = checkpoints.merge_params(params, pretrained)
+  assert len(loaded) == len(jax.tree.leaves(params))
+  np.testing.assert_array_equal(merged['vgg16']['conv1_1']['kernel'],
+                                pretrained['vgg16']['conv1_1']['kernel'])
+  wide = abstract_params(smoke_config(data_dir, **{'model.width': 0.25}))
+  with pytest.raises(ValueError, match=r'kernel has shape \(3, 3, \d+, \d+\) in the checkpoint'):
+    checkpoints.merge_params(wide, pretrained)
+
+
+def test_two_fake_devices_give_the_same_losses_as_one():
+  """Same global batch on a 1-device and a 2-device mesh (in a fresh process with 2 CPUs)."""
+  script = r'''
+import jax, numpy as np
+from configs import smoke
+from ssd_jax import train
+from experiments.benchmark import random_batch
+config = smoke.get_config()
+losses = {}
+for n in (1, 2):
+  mesh = train.make_mesh(jax.devices()[:n])
+  state = train.create_train_state(config, jax.random.PRNGKey(0), mesh)
+  step_fn, _, _ = train.compile_steps(config, mesh, state.apply_fn)
+  rng = np.random.default_rng(0)
+  out = []
+  for _ in range(3):
+    batch = random_batch(rng, 4, 96, 8, config.model.num_classes)
+    state, m = step_fn(state, train.global_batch(batch, mesh, train.TRAIN_KEYS))
+    out.append([float(m['loss']), float(m['num_pos'])])
+  losses[n] = out
+print(jax.device_count(), losses[1], losses[2])
+np.testing.assert_allclose(losses[1], losses[2], rtol=2e-4)
+'''
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
+             JAX_PLATFORMS='cpu')
+  result = subprocess.run([sys.executable, '-c', script], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.startswith('2 ')
+
+
+def test_two_processes_train_together(data_dir, tmp_path):
+  """Two JAX processes on localhost (gloo CPU collectives) run the smoke config together."""
+  import socket  # pylint: disable=g-import-not-at-top
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  workdir = str(tmp_path / 'multi')
+  procs = []
+  for pid in range(2):
+    cmd = [sys.executable, '-m', 'ssd_jax.main', '--config=configs/smoke.py',
+           f'--workdir={workdir}', f'--coordinator_address=127.0.0.1:{port}',
+           '--num_processes=2', f'--process_id={pid}', f'--config.input.data_dir={data_dir}',
+           '--config.num_train_steps=4', '--config.eval.every_steps=4']
+    env = dict(os.environ, JAX_PLATFORMS='cpu')
+    procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True))
+  outputs = [p.communicate(timeout=400)[0] for p in procs]
+  for p, out in zip(procs, outputs):
+    assert p.returncode == 0, out[-3000:]
+  assert 'JAX process 0 / 2' in outputs[0] and 'JAX process 1 / 2' in outputs[1]
+  assert 'global devices: 2' in outputs[0]
+  with open(os.path.join(workdir, 'eval', 'step_4.json')) as f:
+    assert 'mAP' in json.load(f)['metrics']
+
+
+def test_manager_keeps_the_last_n_and_the_best(tmp_path):
+  config = smoke.get_config()
+  config.keep_checkpoints = 2
+  manager = checkpoints.create_manager(str(tmp_path), config)
+  state = {'w': np.zeros(3, np.float32)}
+  for step, mAP in [(1, 0.1), (2, 0.9), (3, None), (4, 0.3), (5, 0.2)]:
+    checkpoints.save(manager, step, state, config,
+                     metrics=None if mAP is None else {'mAP': mAP})
+  manager.wait_until_finished()
+  assert sorted(manager.all_steps()) == [2, 4, 5]
