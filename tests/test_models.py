@@ -35,10 +35,11 @@ class ModelTest(parameterized.TestCase):
     # The reference SSD300 VOC model (Caffe / ssd.pytorch) has 26,285,486 parameters.
     self.assertEqual(describe.describe(default.get_config())['num_params'], 26_285_486)
 
-  @parameterized.parameters('float32', 'bfloat16')
-  def test_narrow_variant_runs(self, dtype):
+  @parameterized.parameters(('float32', None), ('bfloat16', None), ('float32', 'group'))
+  def test_narrow_variant_runs(self, dtype, norm):
     config = smoke.get_config()
     config.model.dtype = dtype
+    config.model.norm = norm
     model = models.create_model(config)
     images = jax.random.normal(jax.random.PRNGKey(1), (2, 96, 96, 3))
     variables = jax.jit(model.init)(jax.random.PRNGKey(0), images)
@@ -51,6 +52,9 @@ class ModelTest(parameterized.TestCase):
     self.assertTrue(all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables)))
     scale = variables['params']['vgg16']['conv4_3_norm']['scale']
     np.testing.assert_array_equal(scale, 20.0)  # L2Norm scale starts at 20
+    conv1 = variables['params']['vgg16']['conv1_1']
+    self.assertEqual('norm' in conv1, norm == 'group')
+    self.assertEqual('bias' in conv1['conv'], norm is None)  # GroupNorm makes it redundant
     self.assertTrue(np.all(np.isfinite(loc)) and np.all(np.isfinite(conf)))
 
   def test_too_small_input_is_a_clear_error(self):

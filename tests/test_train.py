@@ -115,8 +115,8 @@ def test_init_from_loads_matching_arrays(trained, data_dir):
   params = abstract_params(smoke_config(data_dir))
   merged, loaded = checkpoints.merge_params(params, pretrained)
   assert len(loaded) == len(jax.tree.leaves(params))
-  np.testing.assert_array_equal(merged['vgg16']['conv1_1']['kernel'],
-                                pretrained['vgg16']['conv1_1']['kernel'])
+  np.testing.assert_array_equal(merged['vgg16']['conv1_1']['conv']['kernel'],
+                                pretrained['vgg16']['conv1_1']['conv']['kernel'])
   wide = abstract_params(smoke_config(data_dir, **{'model.width': 0.25}))
   with pytest.raises(ValueError, match=r'kernel has shape \(3, 3, \d+, \d+\) in the checkpoint'):
     checkpoints.merge_params(wide, pretrained)

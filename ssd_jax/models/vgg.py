@@ -62,28 +62,57 @@ class L2Norm(nn.Module):
     return (x32 / norm * scale).astype(x.dtype)
 
 
+class ConvReLU(nn.Module):
+  """Conv, optional GroupNorm, ReLU.
+
+  `norm='group'` adds GroupNorm (groups of >= 4 channels, at most 32 groups) after every conv
+  of the base and the extra layers. It is not in the paper: it is for training from scratch
+  (He et al. 2019, 'Rethinking ImageNet Pre-training'), as the embedded shapes config does.
+  GroupNorm has no batch statistics, so the model stays a pure function of its parameters.
+  """
+  features: int
+  kernel: int = 3
+  strides: int = 1
+  padding: int = 1
+  dilation: int = 1
+  norm: str | None = None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    x = nn.Conv(self.features, (self.kernel, self.kernel), strides=self.strides,
+                padding=self.padding, kernel_dilation=self.dilation, kernel_init=conv_init,
+                use_bias=self.norm is None, dtype=self.dtype, name='conv')(x)
+    if self.norm == 'group':
+      x = nn.GroupNorm(num_groups=max(1, min(32, self.features // 4)), dtype=self.dtype,
+                       name='norm')(x)
+    elif self.norm is not None:
+      raise ValueError(f"model.norm={self.norm!r}; expected None or 'group'.")
+    return nn.relu(x)
+
+
 class VGG16(nn.Module):
   """Returns the two SSD source maps of the base: (L2-normalized conv4_3, conv7)."""
   width: float = 1.0
   l2norm_scale: float = 20.0
+  norm: str | None = None
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> Sequence[jnp.ndarray]:
-    conv = lambda ch, name, **kw: nn.Conv(  # pylint: disable=g-long-lambda
-        scaled(ch, self.width), kw.pop('kernel', (3, 3)), padding=kw.pop('padding', 1),
-        kernel_init=conv_init, dtype=self.dtype, name=name, **kw)
+    conv = lambda ch, name, **kw: ConvReLU(  # pylint: disable=g-long-lambda
+        scaled(ch, self.width), norm=self.norm, dtype=self.dtype, name=name, **kw)
     conv4_3 = None
     for block, num_convs, channels in VGG16_BLOCKS:
       for i in range(num_convs):
-        x = nn.relu(conv(channels, f'{block}_{i + 1}')(x))
+        x = conv(channels, f'{block}_{i + 1}')(x)
       if block == 'conv4':
         conv4_3 = L2Norm(self.l2norm_scale, name='conv4_3_norm')(x)
       if block != 'conv5':
         x = max_pool_ceil(x)
     x = max_pool_3x3_same(x)  # pool5
-    x = nn.relu(conv(FC_CHANNELS, 'conv6', padding=6, kernel_dilation=(6, 6))(x))
-    x = nn.relu(conv(FC_CHANNELS, 'conv7', kernel=(1, 1), padding=0)(x))
+    x = conv(FC_CHANNELS, 'conv6', padding=6, dilation=6)(x)
+    x = conv(FC_CHANNELS, 'conv7', kernel=1, padding=0)(x)
     return conv4_3, x
 
 
