@@ -24,8 +24,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.num_sources = ml_collections.config_dict.placeholder(int)
   config.model.dtype = 'float32'  # Compute dtype: 'float32' or 'bfloat16' (params stay fp32).
   config.model.l2norm_scale = 20.0  # Initial per-channel scale of the L2Norm on conv4_3.
-  # None = the paper (no normalization); 'group' = GroupNorm after every base/extra conv,
-  # for training from scratch.
+  # None = the paper (no normalization); 'group' (GroupNorm) or 'batch' (BatchNorm) after
+  # every base/extra conv, for training from scratch.
   config.model.norm = ml_collections.config_dict.placeholder(str)
 
   # --- Default boxes (priors) -------------------------------------------------------------

@@ -62,7 +62,7 @@ def run(config, batch_size, iters):
   batch = jax.device_put(batch)
 
   forward = jax.jit(state.apply_fn)
-  variables = {'params': state.params}
+  variables = state.variables
   loc, conf = forward(variables, batch['image'])
   detect = jax.jit(lambda l, c: postprocess.detect_from_config(l, c, priors, config))
   results = {

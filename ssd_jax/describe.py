@@ -35,7 +35,7 @@ def describe(config: ml_collections.ConfigDict) -> dict:
   size = config.model.input_size
   variables = jax.eval_shape(model.init, jax.random.PRNGKey(0),
                              jnp.zeros((1, size, size, 3), jnp.float32))
-  num_params = int(sum(np.prod(x.shape) for x in jax.tree.leaves(variables)))
+  num_params = int(sum(np.prod(x.shape) for x in jax.tree.leaves(variables['params'])))
   flops = forward_flops(model, variables, size)
   return {
       'arch': config.model.arch, 'input_size': size, 'width': config.model.width,

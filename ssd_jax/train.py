@@ -38,7 +38,12 @@ TRAIN_KEYS = ('image', 'boxes', 'labels', 'mask')  # what the train step reads f
 
 
 class TrainState(train_state.TrainState):
-  pass
+  batch_stats: Any = None  # BatchNorm running statistics (model.norm='batch'), else {}.
+
+  @property
+  def variables(self) -> dict:
+    """What `apply_fn` takes for inference."""
+    return {'params': self.params, 'batch_stats': self.batch_stats}
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -83,8 +88,9 @@ def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array,
   size = config.model.input_size
 
   def init(rng):
-    params = model.init(rng, jnp.zeros((1, size, size, 3), jnp.float32))['params']
-    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+    variables = model.init(rng, jnp.zeros((1, size, size, 3), jnp.float32))
+    return TrainState.create(apply_fn=model.apply, params=variables['params'], tx=tx,
+                             batch_stats=variables.get('batch_stats', {}))
 
   replicated = None if mesh is None else jax.sharding.NamedSharding(
       mesh, jax.sharding.PartitionSpec())
@@ -96,20 +102,23 @@ def train_step(state: TrainState, batch: dict[str, Any], priors: jax.Array,
   """One optimizer step on a (global) batch; returns the new state and scalar metrics."""
 
   def loss_fn(params):
-    loc, conf = state.apply_fn({'params': params}, batch['image'])
-    return losses.ssd_loss(loc, conf, batch, priors, config.loss)
+    (loc, conf), updates = state.apply_fn(
+        {'params': params, 'batch_stats': state.batch_stats}, batch['image'], train=True,
+        mutable=['batch_stats'])
+    loss, aux = losses.ssd_loss(loc, conf, batch, priors, config.loss)
+    return loss, (aux, updates.get('batch_stats', {}))
 
-  (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  new_state = state.apply_gradients(grads=grads)
+  (loss, (aux, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   metrics = {'loss': loss, **aux, 'grad_norm': optax.tree.norm(grads),
              'learning_rate': learning_rate_schedule(config)(state.step)}
   return new_state, metrics
 
 
-def eval_step(params, batch: dict[str, Any], priors: jax.Array, apply_fn,
+def eval_step(variables, batch: dict[str, Any], priors: jax.Array, apply_fn,
               config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
   """Forward + detection output for an evaluation batch (fixed-size detections)."""
-  loc, conf = apply_fn({'params': params}, batch['image'])
+  loc, conf = apply_fn(variables, batch['image'])
   return postprocess.detect_from_config(loc, conf, priors, config)
 
 
@@ -167,7 +176,7 @@ def create_evaluator(config: ml_collections.ConfigDict, info):
   raise ValueError(f"eval.metric={metric!r}; expected 'voc07', 'voc' or 'coco'.")
 
 
-def evaluate_model(config, params, eval_fn, mesh, info, *, num_images_to_draw=0):
+def evaluate_model(config, variables, eval_fn, mesh, info, *, num_images_to_draw=0):
   """Runs the eval split through `eval_fn`; returns (EvalResult, drawn preview images).
 
   Every process reads its own part of the split; batch and detections are gathered so that
@@ -177,7 +186,7 @@ def evaluate_model(config, params, eval_fn, mesh, info, *, num_images_to_draw=0)
   previews = []
   keys = ('boxes', 'labels', 'mask', 'difficult', 'crowd', 'orig_size', 'example_mask')
   for local in tfds.as_numpy(input_pipeline.create_eval_dataset(config)):
-    detections = eval_fn(params, global_batch(local, mesh, ('image',)))
+    detections = eval_fn(variables, global_batch(local, mesh, ('image',)))
     host = {k: local[k] for k in keys}
     host['image_id'] = _encode_ids(local['image_id'])
     host, detections = multihost_utils.process_allgather((host, detections), tiled=True)
@@ -290,7 +299,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             flush=True)
       pending, last_log = [], (step, time.perf_counter())
     if is_eval:
-      result, previews = evaluate_model(config, state.params, eval_fn, mesh, info,
+      result, previews = evaluate_model(config, state.variables, eval_fn, mesh, info,
                                         num_images_to_draw=4)
       metrics = result.metrics
       write_eval(workdir, step, result, writer)
@@ -311,7 +320,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   state, step = checkpoints.restore(manager, state, config, config.eval_step)
   if step is None:
     raise FileNotFoundError(f'No checkpoint to evaluate in {workdir}/checkpoints.')
-  result, _ = evaluate_model(config, state.params, eval_fn, mesh, info)
+  result, _ = evaluate_model(config, state.variables, eval_fn, mesh, info)
   write_eval(workdir, step, result, writer)
   writer.flush()
   return result.metrics

@@ -35,7 +35,8 @@ class ModelTest(parameterized.TestCase):
     # The reference SSD300 VOC model (Caffe / ssd.pytorch) has 26,285,486 parameters.
     self.assertEqual(describe.describe(default.get_config())['num_params'], 26_285_486)
 
-  @parameterized.parameters(('float32', None), ('bfloat16', None), ('float32', 'group'))
+  @parameterized.parameters(('float32', None), ('bfloat16', None), ('float32', 'group'),
+                            ('float32', 'batch'))
   def test_narrow_variant_runs(self, dtype, norm):
     config = smoke.get_config()
     config.model.dtype = dtype
@@ -44,6 +45,7 @@ class ModelTest(parameterized.TestCase):
     images = jax.random.normal(jax.random.PRNGKey(1), (2, 96, 96, 3))
     variables = jax.jit(model.init)(jax.random.PRNGKey(0), images)
     loc, conf = jax.jit(model.apply)(variables, images)
+    self.assertEqual('batch_stats' in variables, norm == 'batch')
     num_priors = anchors.default_boxes(config).shape[0]
     self.assertEqual(num_priors, 144 * 4 + 36 * 6 + 9 * 6 + 4 * 4)
     self.assertEqual(loc.shape, (2, num_priors, 4))
@@ -53,7 +55,7 @@ class ModelTest(parameterized.TestCase):
     scale = variables['params']['vgg16']['conv4_3_norm']['scale']
     np.testing.assert_array_equal(scale, 20.0)  # L2Norm scale starts at 20
     conv1 = variables['params']['vgg16']['conv1_1']
-    self.assertEqual('norm' in conv1, norm == 'group')
+    self.assertEqual('norm' in conv1, norm is not None)
     self.assertEqual('bias' in conv1['conv'], norm is None)  # GroupNorm makes it redundant
     self.assertTrue(np.all(np.isfinite(loc)) and np.all(np.isfinite(conf)))
 

@@ -129,21 +129,26 @@ import jax, numpy as np
 from configs import smoke
 from ssd_jax import train
 from experiments.benchmark import random_batch
-config = smoke.get_config()
-losses = {}
-for n in (1, 2):
-  mesh = train.make_mesh(jax.devices()[:n])
-  state = train.create_train_state(config, jax.random.PRNGKey(0), mesh)
-  step_fn, _, _ = train.compile_steps(config, mesh, state.apply_fn)
-  rng = np.random.default_rng(0)
-  out = []
-  for _ in range(3):
-    batch = random_batch(rng, 4, 96, 8, config.model.num_classes)
-    state, m = step_fn(state, train.global_batch(batch, mesh, train.TRAIN_KEYS))
-    out.append([float(m['loss']), float(m['num_pos'])])
-  losses[n] = out
-print(jax.device_count(), losses[1], losses[2])
-np.testing.assert_allclose(losses[1], losses[2], rtol=2e-4)
+for norm in (None, 'batch'):  # BatchNorm statistics must be global too (synchronized BN)
+  config = smoke.get_config()
+  config.model.norm = norm
+  losses, stats = {}, {}
+  for n in (1, 2):
+    mesh = train.make_mesh(jax.devices()[:n])
+    state = train.create_train_state(config, jax.random.PRNGKey(0), mesh)
+    step_fn, _, _ = train.compile_steps(config, mesh, state.apply_fn)
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(3):
+      batch = random_batch(rng, 4, 96, 8, config.model.num_classes)
+      state, m = step_fn(state, train.global_batch(batch, mesh, train.TRAIN_KEYS))
+      out.append([float(m['loss']), float(m['num_pos'])])
+    losses[n], stats[n] = out, jax.device_get(state.batch_stats)
+  print(jax.device_count(), norm, losses[1], losses[2])
+  np.testing.assert_allclose(losses[1], losses[2], rtol=2e-4)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5),
+               stats[1], stats[2])
+  assert bool(jax.tree.leaves(stats[1])) == (norm == 'batch')
 '''
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
              JAX_PLATFORMS='cpu')

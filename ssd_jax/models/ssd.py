@@ -65,23 +65,27 @@ class SSD(nn.Module):
   arch: str = 'ssd300'
   width: float = 1.0
   l2norm_scale: float = 20.0
-  norm: str | None = None  # None (the paper) or 'group' (see vgg.ConvReLU).
+  norm: str | None = None  # None (the paper), 'group' or 'batch' (see vgg.ConvReLU).
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, images: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Maps images [B, S, S, 3] to (loc [B, P, 4], conf logits [B, P, C + 1]) in float32."""
+  def __call__(self, images: jnp.ndarray,
+               train: bool = False) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Maps images [B, S, S, 3] to (loc [B, P, 4], conf logits [B, P, C + 1]) in float32.
+
+    `train` only matters for norm='batch' (batch statistics instead of running averages).
+    """
     x = images.astype(self.dtype)
     sources = list(vgg.VGG16(self.width, self.l2norm_scale, self.norm, self.dtype,
-                             name='vgg16')(x))
+                             name='vgg16')(x, train))
     x = sources[-1]
     for name, mid, out, kernel, stride, pad in EXTRA_LAYERS[self.arch]:
       if len(sources) >= len(self.boxes_per_cell):
         break
       x = vgg.ConvReLU(vgg.scaled(mid, self.width), kernel=1, padding=0, norm=self.norm,
-                       dtype=self.dtype, name=f'{name}_1')(x)
+                       dtype=self.dtype, name=f'{name}_1')(x, train)
       x = vgg.ConvReLU(vgg.scaled(out, self.width), kernel=kernel, strides=stride, padding=pad,
-                       norm=self.norm, dtype=self.dtype, name=f'{name}_2')(x)
+                       norm=self.norm, dtype=self.dtype, name=f'{name}_2')(x, train)
       sources.append(x)
     if len(sources) != len(self.boxes_per_cell):
       raise ValueError(f'{len(self.boxes_per_cell)} source maps requested; {self.arch} has '

@@ -63,12 +63,13 @@ class L2Norm(nn.Module):
 
 
 class ConvReLU(nn.Module):
-  """Conv, optional GroupNorm, ReLU.
+  """Conv, optional normalization, ReLU.
 
-  `norm='group'` adds GroupNorm (groups of >= 4 channels, at most 32 groups) after every conv
-  of the base and the extra layers. It is not in the paper: it is for training from scratch
-  (He et al. 2019, 'Rethinking ImageNet Pre-training'), as the embedded shapes config does.
-  GroupNorm has no batch statistics, so the model stays a pure function of its parameters.
+  Normalization after every conv of the base and the extra layers is not in the paper; it is
+  for training from scratch (ScratchDet, Zhu et al. 2019; He et al. 2019):
+  `norm='group'`: GroupNorm (groups of >= 4 channels, at most 32 groups), no batch statistics;
+  `norm='batch'`: BatchNorm; its statistics live in the 'batch_stats' collection and, under a
+  jit sharded over the batch, are computed over the global batch (synchronized BN).
   """
   features: int
   kernel: int = 3
@@ -79,15 +80,18 @@ class ConvReLU(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+  def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
     x = nn.Conv(self.features, (self.kernel, self.kernel), strides=self.strides,
                 padding=self.padding, kernel_dilation=self.dilation, kernel_init=conv_init,
                 use_bias=self.norm is None, dtype=self.dtype, name='conv')(x)
     if self.norm == 'group':
       x = nn.GroupNorm(num_groups=max(1, min(32, self.features // 4)), dtype=self.dtype,
                        name='norm')(x)
+    elif self.norm == 'batch':
+      x = nn.BatchNorm(use_running_average=not train, momentum=0.99, dtype=self.dtype,
+                       name='norm')(x)
     elif self.norm is not None:
-      raise ValueError(f"model.norm={self.norm!r}; expected None or 'group'.")
+      raise ValueError(f"model.norm={self.norm!r}; expected None, 'group' or 'batch'.")
     return nn.relu(x)
 
 
@@ -99,20 +103,20 @@ class VGG16(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray) -> Sequence[jnp.ndarray]:
+  def __call__(self, x: jnp.ndarray, train: bool = False) -> Sequence[jnp.ndarray]:
     conv = lambda ch, name, **kw: ConvReLU(  # pylint: disable=g-long-lambda
         scaled(ch, self.width), norm=self.norm, dtype=self.dtype, name=name, **kw)
     conv4_3 = None
     for block, num_convs, channels in VGG16_BLOCKS:
       for i in range(num_convs):
-        x = conv(channels, f'{block}_{i + 1}')(x)
+        x = conv(channels, f'{block}_{i + 1}')(x, train)
       if block == 'conv4':
         conv4_3 = L2Norm(self.l2norm_scale, name='conv4_3_norm')(x)
       if block != 'conv5':
         x = max_pool_ceil(x)
     x = max_pool_3x3_same(x)  # pool5
-    x = conv(FC_CHANNELS, 'conv6', padding=6, dilation=6)(x)
-    x = conv(FC_CHANNELS, 'conv7', kernel=1, padding=0)(x)
+    x = conv(FC_CHANNELS, 'conv6', padding=6, dilation=6)(x, train)
+    x = conv(FC_CHANNELS, 'conv7', kernel=1, padding=0)(x, train)
     return conv4_3, x
 
 
