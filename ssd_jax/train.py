@@ -63,7 +63,10 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
 
 
 def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """SGD with momentum and L2 weight decay on kernels (not biases or scales), as Caffe SSD."""
+  """SGD + momentum with L2 weight decay (the paper), or AdamW; decay on kernels only.
+
+  Biases, norm scales and the L2Norm scale are not decayed (Caffe SSD's decay_mult 0).
+  """
   opt = config.optimizer
   schedule = learning_rate_schedule(config)
   decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
