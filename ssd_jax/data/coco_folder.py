@@ -13,7 +13,6 @@ import os
 
 from etils import epath
 import numpy as np
-import tensorflow_datasets as tfds
 
 from ssd_jax.data import folder_common
 
@@ -48,21 +47,11 @@ def make_config(folder, splits=('train2017', 'val2017'), on_error='skip'):
                       category_ids=category_ids, splits=tuple(splits), on_error=on_error)
 
 
-class CocoFolder(tfds.core.GeneratorBasedBuilder):
+class CocoFolder(folder_common.FolderBuilder):
   """A local COCO-format folder."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'First version.'}
-  code_path = epath.Path(__file__)  # tfds' own lookup needs importlib_resources.
-
-  def __init__(self, *, config: FolderConfig, **kwargs):
-    super().__init__(config=config, **kwargs)
-    self.problem_counts = {}
-
-  def _info(self):
-    return self.dataset_info_from_configs(
-        description=f'COCO-format folder {self.builder_config.folder}',
-        features=folder_common.features(self.builder_config.class_names))
+  FORMAT = 'COCO'
+  code_path = epath.Path(__file__)
 
   def _split_generators(self, dl_manager):
     del dl_manager

@@ -54,6 +54,27 @@ def features(class_names):
   })
 
 
+class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """What `VocFolder` and `CocoFolder` share: version, features, per-split problem counts.
+
+  Subclasses set `FORMAT` (for the description) and `code_path` (their own file: tfds' own
+  lookup of it needs importlib_resources).
+  """
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'First version.'}
+  FORMAT = ''
+
+  def __init__(self, *, config: FolderConfig, **kwargs):
+    super().__init__(config=config, **kwargs)
+    self.problem_counts = {}
+
+  def _info(self):
+    return self.dataset_info_from_configs(
+        description=f'{self.FORMAT}-format folder {self.builder_config.folder}',
+        features=features(self.builder_config.class_names))
+
+
 class Problems:
   """Per-split problem counts for a folder builder, applying the on_error policy."""
 

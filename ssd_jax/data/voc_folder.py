@@ -14,7 +14,6 @@ import xml.etree.ElementTree as ET
 
 from etils import epath
 import numpy as np
-import tensorflow_datasets as tfds
 
 from ssd_jax.data import folder_common
 
@@ -33,21 +32,11 @@ def _text(node, tag, default=None):
   return default if child is None or child.text is None else child.text.strip()
 
 
-class VocFolder(tfds.core.GeneratorBasedBuilder):
+class VocFolder(folder_common.FolderBuilder):
   """A local VOC-format folder."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'First version.'}
-  code_path = epath.Path(__file__)  # tfds' own lookup needs importlib_resources.
-
-  def __init__(self, *, config: FolderConfig, **kwargs):
-    super().__init__(config=config, **kwargs)
-    self.problem_counts = {}
-
-  def _info(self):
-    return self.dataset_info_from_configs(
-        description=f'VOC-format folder {self.builder_config.folder}',
-        features=folder_common.features(self.builder_config.class_names))
+  FORMAT = 'VOC'
+  code_path = epath.Path(__file__)
 
   def _split_generators(self, dl_manager):
     del dl_manager
