@@ -200,7 +200,7 @@ def evaluate_model(config, variables, eval_fn, mesh, info, *, num_images_to_draw
     for i in range(min(num_images_to_draw - len(previews), len(local['image']))):
       image = visualize.denormalize(local['image'][i], config.input.mean_rgb,
                                     config.input.std_rgb)
-      previews.append(visualize.draw_example(image, local['boxes'], local['labels'],
+      previews.append(visualize.draw_example(image, local['boxes'],
                                              local['mask'], detections, i, info.class_names))
   return evaluator.evaluate(), previews
 

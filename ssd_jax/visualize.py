@@ -30,7 +30,7 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, labels: Sequence[str],
   return np.asarray(canvas)
 
 
-def draw_example(image, gt_boxes, gt_labels, gt_mask, detections, index, class_names,
+def draw_example(image, gt_boxes, gt_mask, detections, index, class_names,
                  score_threshold=0.3):
   """Ground truth (green) and detections above `score_threshold` (red) of one batch entry."""
   keep_gt = np.asarray(gt_mask[index], bool)
