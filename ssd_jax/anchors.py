@@ -93,3 +93,35 @@ def default_boxes(config: ml_collections.ConfigDict) -> np.ndarray:
     corners = np.clip(np.asarray(box_ops.cyxhw_to_yxyx(boxes)), 0.0, 1.0)
     boxes = np.asarray(box_ops.yxyx_to_cyxhw(corners))
   return boxes
+
+
+SIZE_BUCKETS = ((0.0, 0.1), (0.1, 0.2), (0.2, 0.4), (0.4, 1.0))  # longer side / image side
+
+
+def coverage_by_size(gt_boxes: np.ndarray, priors_cyxhw: np.ndarray, threshold: float,
+                     buckets=SIZE_BUCKETS) -> list[dict]:
+  """How densely default boxes cover ground truth, per bucket of the box's longer side.
+
+  Args:
+    gt_boxes: [N, 4] normalized yxyx.
+    priors_cyxhw: [P, 4] default boxes.
+    threshold: IoU from which a default box counts (the matcher's positive threshold).
+    buckets: (low, high) ranges of the longer side as a fraction of the image side.
+
+  Returns:
+    One row per bucket, after an 'all' row: {'size', 'objects', 'priors_per_object' (mean
+    number of default boxes with IoU >= threshold), 'covered' (share of objects with at least
+    one)}; nan where a bucket is empty. experiments/prior_coverage.py prints it.
+  """
+  priors = np.asarray(box_ops.cyxhw_to_yxyx(priors_cyxhw))
+  iou = np.asarray(box_ops.pairwise_iou(gt_boxes, priors))  # [N, P]
+  hits = (iou >= threshold).sum(axis=1)
+  longer = np.maximum(gt_boxes[:, 2] - gt_boxes[:, 0], gt_boxes[:, 3] - gt_boxes[:, 1])
+  rows = []
+  for name, sel in [('all', np.ones(len(gt_boxes), bool))] + [
+      (f'{lo:.1f}-{hi:.1f}', (longer >= lo) & (longer < hi)) for lo, hi in buckets]:
+    n = int(sel.sum())
+    rows.append({'size': name, 'objects': n,
+                 'priors_per_object': float(hits[sel].mean()) if n else float('nan'),
+                 'covered': float((hits[sel] > 0).mean()) if n else float('nan')})
+  return rows

@@ -96,3 +96,24 @@ class AnchorsTest(parameterized.TestCase):
     config.anchors.steps = (8, 16)
     with self.assertRaisesRegex(ValueError, 'anchors.steps has 2 entries'):
       anchors.default_boxes(config)
+
+
+class CoverageTest(parameterized.TestCase):
+  """anchors.coverage_by_size against hand-computed overlaps."""
+
+  def test_counts_priors_per_object_by_size(self):
+    # A 0.3 x 0.3 object; prior A is the object itself (IoU 1), prior B is the same square
+    # shifted by half its side (IoU 0.15 * 0.3 / (2 * 0.09 - 0.045) = 1/3).
+    # A 0.05 x 0.05 object that no prior overlaps.
+    gt = np.array([[0.1, 0.1, 0.4, 0.4], [0.8, 0.8, 0.85, 0.85]])
+    priors = np.array([[0.25, 0.25, 0.3, 0.3], [0.25, 0.4, 0.3, 0.3]])  # cy, cx, h, w
+    at_half = {r['size']: r for r in anchors.coverage_by_size(gt, priors, 0.5)}
+    self.assertEqual(at_half['all']['objects'], 2)
+    self.assertAlmostEqual(at_half['all']['priors_per_object'], 0.5)
+    self.assertAlmostEqual(at_half['all']['covered'], 0.5)
+    self.assertEqual(at_half['0.2-0.4']['priors_per_object'], 1)
+    self.assertEqual(at_half['0.0-0.1']['covered'], 0)
+    self.assertTrue(np.isnan(at_half['0.4-1.0']['covered']))  # no object that large
+    at_third = {r['size']: r for r in anchors.coverage_by_size(gt, priors, 0.33)}
+    self.assertEqual(at_third['0.2-0.4']['priors_per_object'], 2)
+    self.assertEqual(at_third['0.0-0.1']['priors_per_object'], 0)
