@@ -9,7 +9,7 @@ image side): the mean number of default boxes with IoU >= threshold per object (
 matcher makes positive, before its one forced match per object) and the fraction of objects
 that have at least one. Few positives per object means a sparse training signal: with
 SSD300's boxes at 300x300, shapes objects get ~7.6 priors at IoU 0.5; at 128x128 with the
-paper's rule they get ~1.0, which is why `configs/shapes.py` sets its own boxes and
+paper's rule they got ~1.1, which is why `configs/shapes.py` sets its own boxes and
 threshold. Runs in seconds on a CPU; no model is built.
 """
 
@@ -29,6 +29,7 @@ _NUM_IMAGES = flags.DEFINE_integer('num_images', 500, 'Eval images to read (firs
 _THRESHOLDS = flags.DEFINE_list('thresholds', None,
                                 'IoU thresholds; default: 0.5 and the config\'s.')
 _OUTPUT = flags.DEFINE_string('output', 'prior_coverage.json', 'Where to write the figures.')
+
 
 def eval_ground_truth(config, num_images: int) -> np.ndarray:
   """[N, 4] non-difficult, non-crowd ground truth of the first `num_images` eval images."""
