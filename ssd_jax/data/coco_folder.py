@@ -60,8 +60,7 @@ class CocoFolder(folder_common.FolderBuilder):
 
   def _generate_examples(self, split):
     c = self.builder_config
-    report = folder_common.Problems(split, c.on_error)
-    self.problem_counts[split] = report.counts
+    report = self._new_report(split)
     json_path = annotation_path(c.folder, split)
     names, ids = read_categories(json_path)
     if ids != tuple(c.category_ids):

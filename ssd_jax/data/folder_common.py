@@ -74,6 +74,12 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         description=f'{self.FORMAT}-format folder {self.builder_config.folder}',
         features=features(self.builder_config.class_names))
 
+  def _new_report(self, split) -> 'Problems':
+    """A problem report for generating `split`; `problem_counts[split]` shows its counts."""
+    report = Problems(split, self.builder_config.on_error)
+    self.problem_counts[split] = report.counts
+    return report
+
 
 class Problems:
   """Per-split problem counts for a folder builder, applying the on_error policy."""

@@ -51,8 +51,7 @@ class VocFolder(folder_common.FolderBuilder):
 
   def _generate_examples(self, split, split_file):
     c = self.builder_config
-    report = folder_common.Problems(split, c.on_error)
-    self.problem_counts[split] = report.counts
+    report = self._new_report(split)
     class_index = {n: i for i, n in enumerate(c.class_names)}
     with open(split_file) as f:
       ids = [line.split()[0] for line in f if line.strip()]
