@@ -82,6 +82,13 @@ def test_restore_into_a_different_model_names_the_mismatch(trained, data_dir):
     train.evaluate(config, workdir)
 
 
+def test_restore_into_another_normalization_names_it(trained, data_dir):
+  workdir, _ = trained
+  config = smoke_config(data_dir, **{'model.norm': 'group'})
+  with pytest.raises(ValueError, match=r"model.norm: checkpoint has None, config has 'group'"):
+    train.evaluate(config, workdir)
+
+
 def test_eval_of_a_missing_step_is_a_clear_error(trained, data_dir):
   workdir, _ = trained
   with pytest.raises(ValueError, match='No checkpoint for step 3'):
