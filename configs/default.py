@@ -63,6 +63,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.input.train_split = ml_collections.config_dict.placeholder(str)
   config.input.eval_split = ml_collections.config_dict.placeholder(str)
   config.input.on_error = 'skip'  # Folder data sets: 'skip' bad files (counted) or 'raise'.
+  # The embedded 'shapes' set: images generated once per (num_train, num_validation, seed)
+  # and cached by tfds under data_dir.
+  config.input.shapes_num_train = 5000
+  config.input.shapes_num_validation = 500
+  config.input.shapes_seed = 0
   config.input.max_boxes = 64  # Ground truth per image is padded (and masked) to this.
   config.input.batch_size = 32  # Global batch size, split over all devices and hosts.
   config.input.eval_batch_size = 32  # Global, like batch_size.

@@ -22,7 +22,7 @@ def model_signature(config: ml_collections.ConfigDict) -> dict:
       'model.arch': config.model.arch,
       'model.input_size': config.model.input_size,
       'model.width': config.model.width,
-      'model.norm': config.model.get('norm'),  # adds or removes parameters and batch_stats
+      'model.norm': config.model.norm,  # adds or removes parameters and batch_stats
       'model.num_classes': config.model.num_classes,
       'model.num_sources': config.model.num_sources,
       'anchors.boxes_per_cell': anchors.boxes_per_cell(config),

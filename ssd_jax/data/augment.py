@@ -312,15 +312,15 @@ def train_ops(config):
   """The training augmentation for `config`, as a list of example -> example ops."""
   aug = config.input.augment
   ops = []
-  if aug.get('photometric', True):
+  if aug.photometric:
     ops.append(photometric_distort)
-  if aug.get('expand', True):
+  if aug.expand:
     # Lazy: crop and flip work on the virtual canvas, resize builds it at the output size.
-    ops.append(functools.partial(expand, max_ratio=aug.get('max_expand_ratio', 4.0),
+    ops.append(functools.partial(expand, max_ratio=aug.max_expand_ratio,
                                  mean_rgb=tuple(config.input.mean_rgb), lazy=True))
-  if aug.get('random_crop', True):
+  if aug.random_crop:
     ops.append(random_crop)
-  if aug.get('flip', True):
+  if aug.flip:
     ops.append(random_flip)
   ops += eval_ops(config)
   return ops

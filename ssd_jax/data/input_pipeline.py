@@ -81,8 +81,8 @@ def _splits(config):
   if name not in DEFAULT_SPLITS:
     raise ValueError(f'Unknown config.input.dataset {name!r}; one of {list(DEFAULT_SPLITS)}')
   train, evaluation = DEFAULT_SPLITS[name]
-  return (config.input.get('train_split', None) or train,
-          config.input.get('eval_split', None) or evaluation)
+  return (config.input.train_split or train,
+          config.input.eval_split or evaluation)
 
 
 def _prepared(builder):
@@ -102,7 +102,7 @@ def _folder_builder(kind, folder, class_names, splits, on_error, data_dir):
 def _sources(config, training):
   """The (builder, split) pairs to read, prepared (generated / copied) if needed."""
   name = config.input.dataset
-  data_dir = config.input.get('data_dir', None)
+  data_dir = config.input.data_dir
   train_split, eval_split = _splits(config)
   if name == 'voc':
     if training:
@@ -113,16 +113,16 @@ def _sources(config, training):
     b = _prepared(tfds.builder('coco/2017', data_dir=data_dir))
     return [_Source(b, train_split if training else eval_split)]
   if name == 'shapes':
-    b = _prepared(shapes.make_builder(config.input.get('shapes_num_train', 5000),
-                                      config.input.get('shapes_num_validation', 500),
-                                      config.input.get('shapes_seed', 0), data_dir))
+    b = _prepared(shapes.make_builder(config.input.shapes_num_train,
+                                      config.input.shapes_num_validation,
+                                      config.input.shapes_seed, data_dir))
     return [_Source(b, train_split if training else eval_split)]
   if name in ('voc_folder', 'coco_folder'):
-    folder = config.input.get('folder', None)
+    folder = config.input.folder
     if not folder:
       raise ValueError(f'config.input.folder must be set for dataset {name!r}')
     b = _folder_builder(name, folder, tuple(config.input.class_names),
-                        (train_split, eval_split), config.input.get('on_error', 'skip'),
+                        (train_split, eval_split), config.input.on_error,
                         data_dir)
     return [_Source(b, train_split if training else eval_split)]
   raise ValueError(f'Unknown config.input.dataset {name!r}')
@@ -171,8 +171,8 @@ def get_dataset_info(config) -> DatasetInfo:
     class_names = cfg.class_names
     category_ids = cfg.category_ids or None
     folder = cfg.folder
-  num_classes = config.get('model', {}).get('num_classes', None)
-  if num_classes is not None and num_classes != len(class_names):
+  num_classes = config.model.num_classes
+  if num_classes != len(class_names):
     logging.warning('config.model.num_classes=%d but dataset %r has %d classes.', num_classes,
                     name, len(class_names))
   return DatasetInfo(name=name, class_names=tuple(class_names), num_train_examples=num_train,
@@ -385,7 +385,7 @@ def create_eval_dataset(config, *, process_index=None, process_count=None) -> tf
   source = _sources(config, training=False)[0]
   n_total = _check_not_empty(source)
   split = source.split
-  num_images = config.get('eval', {}).get('num_images', None)
+  num_images = config.eval.num_images
   if num_images is not None:
     if re.search(r'[\[+]', split):
       raise ValueError(f'config.eval.num_images needs a plain eval split, got {split!r}')
@@ -394,7 +394,7 @@ def create_eval_dataset(config, *, process_index=None, process_count=None) -> tf
   split = tfds.split_for_jax_process(split, process_index=pi, process_count=pc)
   ds = _read(source, split, shuffle=False)
   ops = augment.eval_ops(config)
-  max_boxes = config.input.get('eval_max_boxes', None) or config.input.max_boxes
+  max_boxes = config.input.eval_max_boxes or config.input.max_boxes
   int_ids = config.input.dataset in _INT_IDS
 
   def preprocess(example):

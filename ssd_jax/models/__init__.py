@@ -19,5 +19,5 @@ def create_model(config: ml_collections.ConfigDict) -> SSD:
       arch=config.model.arch,
       width=config.model.width,
       l2norm_scale=config.model.l2norm_scale,
-      norm=config.model.get('norm'),
+      norm=config.model.norm,
       dtype=DTYPES[config.model.dtype])
