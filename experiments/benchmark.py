@@ -15,10 +15,11 @@ import time
 from absl import app
 from absl import flags
 import jax
-import jax.numpy as jnp
 from ml_collections import config_flags
 import numpy as np
 
+from ssd_jax import anchors
+from ssd_jax import models
 from ssd_jax import postprocess
 from ssd_jax import train
 
@@ -56,9 +57,12 @@ def run(config, batch_size, iters):
   rng = np.random.default_rng(0)
   size = config.model.input_size
   batch = random_batch(rng, batch_size, size, config.input.max_boxes, config.model.num_classes)
-  state = train.create_train_state(config, jax.random.PRNGKey(0))
+  default_boxes = anchors.from_config(config)
+  model = models.create_model(config.model, default_boxes.boxes_per_cell)
+  state = train.create_train_state(config, model, jax.random.PRNGKey(0))
   mesh = train.make_mesh()
-  train_step, eval_step, priors = train.compile_steps(config, mesh, state.apply_fn)
+  priors = default_boxes.boxes
+  train_step, _ = train.compile_steps(config, mesh, state.apply_fn, priors)
   batch = jax.device_put(batch)
 
   forward = jax.jit(state.apply_fn)

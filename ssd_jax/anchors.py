@@ -8,8 +8,12 @@ For source map k of size f_k, a cell (i, j) has centre ((i + offset) * step_k / 
      flip also its transpose (ratio 1/r).
 Sizes and steps are in input pixels, normalized by the input size S. Output is
 [P, 4] in normalized centre form [cy, cx, h, w], cells row-major per map.
+
+A run computes its `DefaultBoxes` once, at set-up (`from_config`), and passes them to the
+model (boxes per cell), the jitted steps (the boxes) and the checkpoint signature.
 """
 
+import dataclasses
 import math
 
 import ml_collections
@@ -93,6 +97,25 @@ def default_boxes(config: ml_collections.ConfigDict) -> np.ndarray:
     corners = np.clip(np.asarray(box_ops.cyxhw_to_yxyx(boxes)), 0.0, 1.0)
     boxes = np.asarray(box_ops.yxyx_to_cyxhw(corners))
   return boxes
+
+
+@dataclasses.dataclass(frozen=True)
+class DefaultBoxes:
+  """A config's default boxes and their layout over the source maps."""
+  boxes: np.ndarray  # [P, 4] normalized [cy, cx, h, w], in the heads' order.
+  map_sizes: tuple[int, ...]  # Side of each source map.
+  boxes_per_cell: tuple[int, ...]  # Default boxes per cell of each source map.
+  min_sizes: tuple[float, ...]  # Per-map box sizes in input pixels.
+  max_sizes: tuple[float, ...]
+
+
+def from_config(config: ml_collections.ConfigDict) -> DefaultBoxes:
+  """The default boxes of `config` (reads config.model's geometry and config.anchors)."""
+  min_sizes, max_sizes = box_sizes(config)
+  return DefaultBoxes(boxes=default_boxes(config), map_sizes=tuple(_map_sizes(config)),
+                      boxes_per_cell=tuple(boxes_per_cell(config)),
+                      min_sizes=tuple(float(s) for s in min_sizes),
+                      max_sizes=tuple(float(s) for s in max_sizes))
 
 
 SIZE_BUCKETS = ((0.0, 0.1), (0.1, 0.2), (0.2, 0.4), (0.4, 1.0))  # longer side / image side

@@ -21,17 +21,17 @@ def forward_flops(model, variables, input_size: int) -> float | None:
   return float(cost['flops']) if cost and 'flops' in cost else None
 
 
-def describe(config: ml_collections.ConfigDict) -> dict:
-  """Per-source-map sizes and prior counts, the total, parameter count and forward GFLOPs."""
-  map_sizes = models.feature_map_sizes(config.model.arch, config.model.input_size,
-                                       config.model.num_sources)
-  per_cell = anchors.boxes_per_cell(config)
-  min_sizes, max_sizes = anchors.box_sizes(config)
+def describe(config: ml_collections.ConfigDict, priors: anchors.DefaultBoxes) -> dict:
+  """Per-source-map sizes and prior counts, the total, parameter count and forward GFLOPs.
+
+  `priors` are the run's default boxes (`anchors.from_config(config)`).
+  """
   names = models.source_names(config.model.arch)
   layers = [{'name': n, 'map_size': f, 'boxes_per_cell': k, 'priors': f * f * k,
-             'min_size': float(lo), 'max_size': float(hi)}
-            for n, f, k, lo, hi in zip(names, map_sizes, per_cell, min_sizes, max_sizes)]
-  model = models.create_model(config)
+             'min_size': lo, 'max_size': hi}
+            for n, f, k, lo, hi in zip(names, priors.map_sizes, priors.boxes_per_cell,
+                                       priors.min_sizes, priors.max_sizes)]
+  model = models.create_model(config.model, priors.boxes_per_cell)
   size = config.model.input_size
   variables = jax.eval_shape(model.init, jax.random.PRNGKey(0),
                              jnp.zeros((1, size, size, 3), jnp.float32))
@@ -40,7 +40,7 @@ def describe(config: ml_collections.ConfigDict) -> dict:
   return {
       'arch': config.model.arch, 'input_size': size, 'width': config.model.width,
       'num_classes': config.model.num_classes, 'layers': layers,
-      'total_priors': int(anchors.default_boxes(config).shape[0]),
+      'total_priors': int(priors.boxes.shape[0]),
       'num_params': num_params,
       'forward_gflops': None if flops is None else flops / 1e9,
   }

@@ -1,21 +1,30 @@
 r"""Command line for training, evaluation and model summaries.
 
   python -m ssd_jax.main --config=configs/<name>.py --workdir=<dir> [--mode=train|eval|describe]
-      [--config.<key>=<value> ...]
+      [--config.<key>=<value> ...] [--verbose]
 
 Multi-host: pass --coordinator_address, --num_processes and --process_id (or set
 JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID), or --distributed on a cluster
 that JAX detects by itself (SLURM, TPU pods). Flags, logging and device info only here; the
-work happens in the library.
+work happens in the library. What the user must fix (a bad flag, config key, file or workdir)
+ends the run with one line on stderr and exit status 1; --verbose shows the traceback.
 """
 
+import difflib
+import importlib.util
 import os
+import sys
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # Before anything imports TensorFlow.
 
 from absl import app
 from absl import flags
 from absl import logging
 import jax
 from ml_collections import config_flags
+
+from ssd_jax import errors
+from ssd_jax import report
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Configuration file.', lock_config=True)
@@ -32,22 +41,116 @@ flags.DEFINE_bool('distributed', False,
                   'Call jax.distributed.initialize() with cluster auto-detection.')
 flags.DEFINE_enum('cpu_collectives', 'gloo', ['gloo', 'mpi', 'none'],
                   'Collectives for multi-process runs on CPU.')
+flags.DEFINE_bool('verbose', False, 'On an error, show the traceback instead of one line '
+                  '(also SSD_JAX_TRACEBACK=1).')
 flags.mark_flags_as_required(['config'])
+
+PROG = 'ssd_jax.main'
+_CONFIG_ERRORS = (AttributeError, KeyError, OSError, TypeError, ValueError, SyntaxError,
+                  ImportError)
+
+
+def _fail(message: str):
+  sys.exit(f'{PROG}: error: {message}')
+
+
+def key_paths(config, prefix: str = '') -> list[str]:
+  """Every dotted key path of a ConfigDict, groups included ('model', 'model.width', ...)."""
+  paths = []
+  for key, value in config.items():
+    path = prefix + key
+    paths.append(path)
+    if hasattr(value, 'items'):
+      paths += key_paths(value, path + '.')
+  return paths
+
+
+def unknown_key(config, path: str) -> str | None:
+  """A one-line message if `path` is not a key of `config`, with the closest existing key."""
+  node = config
+  for part in path.split('.'):
+    if not hasattr(node, 'items') or part not in node:
+      known = key_paths(config)
+      close = difflib.get_close_matches(path, known, n=1, cutoff=0.5)
+      hint = f'; did you mean --config.{close[0]}?' if close else ''
+      return f'--config.{path}: no such config key{hint}'
+    node = node[part]
+  return None
+
+
+def _load_config_file(path: str):
+  spec = importlib.util.spec_from_file_location('ssd_jax_user_config', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def _explain_flag_error(argv: list[str], error: BaseException) -> str:
+  """One line for a flag error; a bad --config file or --config.<key> override is named."""
+  path, overrides = None, []
+  for arg in argv[1:]:
+    if arg.startswith('--config='):
+      path = arg.split('=', 1)[1]
+    elif arg.startswith('--config.'):
+      overrides.append(arg[len('--config.'):].split('=', 1)[0])
+  file_path = None if path is None else path.split(':', 1)[0]
+  if file_path is not None and not os.path.isfile(file_path):
+    return f'--config={path}: no such config file'
+  if file_path is None or isinstance(error, flags.IllegalFlagValueError):
+    return errors.one_line(error)
+  try:
+    config = _load_config_file(file_path)
+  except Exception as e:  # pylint: disable=broad-except  # The user's config file failed.
+    return f'--config={path}: cannot load it ({type(e).__name__}: {errors.one_line(e)})'
+  for key in overrides:
+    message = unknown_key(config, key)
+    if message:
+      return message
+  if isinstance(error, flags.Error):
+    return errors.one_line(error)
+  return f'--config={path}: {errors.one_line(error)}'
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing with one-line errors for a bad config file, key or value."""
+  try:
+    return FLAGS(argv)
+  except (flags.Error,) + _CONFIG_ERRORS as e:
+    if errors.show_traceback('--verbose' in argv):
+      raise
+    _fail(_explain_flag_error(argv, e))
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  try:
+    config = FLAGS.config
+    config.keys()  # absl loads --config lazily: a file that fails to load raises here.
+  except _CONFIG_ERRORS as e:
+    if errors.show_traceback(FLAGS.verbose):
+      raise
+    _fail(_explain_flag_error(sys.argv, e))
+  try:
+    run(config, FLAGS.workdir, FLAGS.mode)
+  except (errors.UserError, OSError, FloatingPointError) as e:
+    if errors.show_traceback(FLAGS.verbose):
+      raise
+    _fail(errors.one_line(e))
+
+
+def run(config, workdir: str | None, mode: str) -> None:
+  """Describe, train or evaluate `config`; the one call into the library."""
   # Progress is printed by the library; INFO would add every orbax and tf.data message.
   logging.set_verbosity(logging.WARNING)
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+  from ssd_jax import anchors  # pylint: disable=g-import-not-at-top
   from ssd_jax import describe  # pylint: disable=g-import-not-at-top
-  if FLAGS.mode == 'describe':
-    print(describe.format_summary(describe.describe(FLAGS.config)))
+  if mode == 'describe':
+    print(describe.format_summary(describe.describe(config, anchors.from_config(config))))
     return
-  if not FLAGS.workdir:
-    raise app.UsageError('--workdir is required for --mode=train and --mode=eval.')
+  if not workdir:
+    raise errors.UserError('--workdir is required for --mode=train and --mode=eval.')
 
   if FLAGS.coordinator_address or FLAGS.distributed:
     if FLAGS.cpu_collectives != 'none':
@@ -57,15 +160,15 @@ def main(argv):
                                  FLAGS.process_id)
     else:
       jax.distributed.initialize()
-  print(f'JAX process {jax.process_index()} / {jax.process_count()}; local devices: '
-        f'{jax.local_devices()}; global devices: {jax.device_count()}', flush=True)
+  report.note(f'JAX: {jax.process_count()} process(es), {jax.device_count()} device(s) '
+              f'({jax.local_device_count()} per process: {jax.devices()[0].device_kind}).')
 
   from ssd_jax import train  # pylint: disable=g-import-not-at-top  # imports TensorFlow
-  if FLAGS.mode == 'train':
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  if mode == 'train':
+    train.train_and_evaluate(config, workdir)
   else:
-    train.evaluate(FLAGS.config, FLAGS.workdir)
+    train.evaluate(config, workdir)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -34,7 +34,7 @@ from ssd_jax import postprocess
 from ssd_jax import visualize
 from ssd_jax.data import input_pipeline
 
-TRAIN_KEYS = ('image', 'boxes', 'labels', 'mask')  # what the train step reads from a batch
+STEP_KEYS = ('image', 'boxes', 'labels', 'mask')  # What the train step reads from a batch.
 
 
 class TrainState(train_state.TrainState):
@@ -83,10 +83,9 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
   return optax.chain(*parts)
 
 
-def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array,
+def create_train_state(config: ml_collections.ConfigDict, model: models.SSD, rng: jax.Array,
                        mesh: jax.sharding.Mesh | None = None) -> TrainState:
   """Initializes parameters and optimizer state (replicated over `mesh` when given)."""
-  model = models.create_model(config)
   tx = create_optimizer(config)
   size = config.model.input_size
 
@@ -131,19 +130,22 @@ def make_mesh(devices=None) -> jax.sharding.Mesh:
   return jax.sharding.Mesh(np.asarray(devices), ('data',))
 
 
-def compile_steps(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
-                  apply_fn) -> tuple[Any, Any, jax.Array]:
-  """Jitted (train_step, eval_step) with batch sharded over 'data' and state replicated."""
-  priors = jnp.asarray(anchors.default_boxes(config))
+def compile_steps(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, apply_fn,
+                  priors: np.ndarray) -> tuple[Any, Any]:
+  """Jitted (train_step, eval_step) with batch sharded over 'data' and state replicated.
+
+  `priors` [P, 4] are the run's default boxes (`anchors.from_config(config).boxes`).
+  """
+  priors = jnp.asarray(priors)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-  train = jax.jit(functools.partial(train_step, priors=priors, config=config),
-                  in_shardings=(replicated, sharded), out_shardings=(replicated, replicated),
-                  donate_argnums=0)
-  evaluate = jax.jit(functools.partial(eval_step, priors=priors, apply_fn=apply_fn,
-                                       config=config),
-                     in_shardings=(replicated, sharded), out_shardings=sharded)
-  return train, evaluate, priors
+  train_fn = jax.jit(functools.partial(train_step, priors=priors, config=config),
+                     in_shardings=(replicated, sharded), out_shardings=(replicated, replicated),
+                     donate_argnums=0)
+  eval_fn = jax.jit(functools.partial(eval_step, priors=priors, apply_fn=apply_fn,
+                                      config=config),
+                    in_shardings=(replicated, sharded), out_shardings=sharded)
+  return train_fn, eval_fn
 
 
 # --- The loop --------------------------------------------------------------------------------
@@ -242,8 +244,11 @@ def _setup(config, workdir):
   if len(info.class_names) != config.model.num_classes:
     raise ValueError(f'config.model.num_classes={config.model.num_classes} but the data set '
                      f'has {len(info.class_names)} classes.')
-  state = create_train_state(config, jax.random.PRNGKey(config.seed), mesh)
-  train_fn, eval_fn, _ = compile_steps(config, mesh, state.apply_fn)
+  priors = anchors.from_config(config)  # Computed once; the model and steps get them.
+  print(describe.format_summary(describe.describe(config, priors)), flush=True)
+  model = models.create_model(config.model, priors.boxes_per_cell)
+  state = create_train_state(config, model, jax.random.PRNGKey(config.seed), mesh)
+  train_fn, eval_fn = compile_steps(config, mesh, state.apply_fn, priors.boxes)
   manager = checkpoints.create_manager(workdir, config)
   return mesh, info, state, train_fn, eval_fn, manager
 
@@ -255,7 +260,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   os.makedirs(workdir, exist_ok=True)
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-  print(describe.format_summary(describe.describe(config)), flush=True)
   mesh, info, state, train_fn, eval_fn, manager = _setup(config, workdir)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
@@ -282,7 +286,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   pending, last_log = [], (start_step, time.perf_counter())
   for step in range(start_step + 1, total + 1):
     with jax.profiler.StepTraceAnnotation('train', step_num=step):
-      batch = global_batch(next(train_iter), mesh, TRAIN_KEYS)
+      batch = global_batch(next(train_iter), mesh, STEP_KEYS)
       state, step_metrics = train_fn(state, batch)
     pending.append((step, step_metrics))
     report(step)

@@ -13,6 +13,10 @@ from ssd_jax import describe
 from ssd_jax import models
 
 
+def summarize(config):
+  return describe.describe(config, anchors.from_config(config))
+
+
 class ModelTest(parameterized.TestCase):
 
   @parameterized.named_parameters(
@@ -22,7 +26,7 @@ class ModelTest(parameterized.TestCase):
     config = get_config()
     self.assertEqual(models.feature_map_sizes(config.model.arch, config.model.input_size),
                      map_sizes)
-    model = models.create_model(config)
+    model = models.create_model(config.model, anchors.boxes_per_cell(config))
     size = config.model.input_size
     images = jnp.zeros((2, size, size, 3))
     variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), images)
@@ -33,7 +37,7 @@ class ModelTest(parameterized.TestCase):
 
   def test_ssd300_parameter_count(self):
     # The reference SSD300 VOC model (Caffe / ssd.pytorch) has 26,285,486 parameters.
-    self.assertEqual(describe.describe(default.get_config())['num_params'], 26_285_486)
+    self.assertEqual(summarize(default.get_config())['num_params'], 26_285_486)
 
   @parameterized.parameters(('float32', None), ('bfloat16', None), ('float32', 'group'),
                             ('float32', 'batch'))
@@ -41,7 +45,7 @@ class ModelTest(parameterized.TestCase):
     config = smoke.get_config()
     config.model.dtype = dtype
     config.model.norm = norm
-    model = models.create_model(config)
+    model = models.create_model(config.model, anchors.boxes_per_cell(config))
     images = jax.random.normal(jax.random.PRNGKey(1), (2, 96, 96, 3))
     variables = jax.jit(model.init)(jax.random.PRNGKey(0), images)
     loc, conf = jax.jit(model.apply)(variables, images)
@@ -64,7 +68,7 @@ class ModelTest(parameterized.TestCase):
       models.feature_map_sizes('ssd300', 96)
 
   def test_describe_summary(self):
-    summary = describe.describe(default.get_config())
+    summary = summarize(default.get_config())
     self.assertEqual([l['priors'] for l in summary['layers']], [5776, 2166, 600, 150, 36, 4])
     self.assertEqual(summary['total_priors'], 8732)
     text = describe.format_summary(summary)

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from configs import smoke
+from ssd_jax import anchors
 from ssd_jax import checkpoints
+from ssd_jax import models
 from ssd_jax import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -20,6 +22,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope='module')
 def data_dir(tmp_path_factory):
   return str(tmp_path_factory.mktemp('tfds'))
+
+
+def new_state(config):
+  """A freshly initialized train state for `config` (one device)."""
+  model = models.create_model(config.model, anchors.from_config(config).boxes_per_cell)
+  return train.create_train_state(config, model, jax.random.PRNGKey(0))
 
 
 def smoke_config(data_dir, **overrides):
@@ -70,7 +78,7 @@ def test_resume_continues_from_the_saved_step(trained, data_dir, tmp_path, capsy
   assert 'Resuming from the checkpoint of step 8' in out
   assert 'step 2/10' not in out and 'step 10/10' in out  # no step before 8 was run again
   manager = checkpoints.create_manager(resumed, config)
-  state = train.create_train_state(config, jax.random.PRNGKey(0))
+  state = new_state(config)
   state, step = checkpoints.restore(manager, state, config)
   assert step == 10 and int(state.step) == 10  # optimizer state carried the step count
 
@@ -106,14 +114,14 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
     train.train_and_evaluate(config, workdir)
   manager = checkpoints.create_manager(workdir, config)
   for step in manager.all_steps():  # every checkpoint left behind is finite
-    state = train.create_train_state(config, jax.random.PRNGKey(0))
+    state = new_state(config)
     state, _ = checkpoints.restore(manager, state, config, step)
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
 
 
 def abstract_params(config):
   """Parameter shapes of a config's model, without compiling anything."""
-  return jax.eval_shape(lambda: train.create_train_state(config, jax.random.PRNGKey(0))).params
+  return jax.eval_shape(lambda: new_state(config)).params
 
 
 def test_init_from_loads_matching_arrays(trained, data_dir):
@@ -134,7 +142,7 @@ def test_two_fake_devices_give_the_same_losses_as_one():
   script = r'''
 import jax, numpy as np
 from configs import smoke
-from ssd_jax import train
+from ssd_jax import anchors, models, train
 from experiments.benchmark import random_batch
 for norm in (None, 'batch'):  # BatchNorm statistics must be global too (synchronized BN)
   config = smoke.get_config()
@@ -142,13 +150,15 @@ for norm in (None, 'batch'):  # BatchNorm statistics must be global too (synchro
   losses, stats = {}, {}
   for n in (1, 2):
     mesh = train.make_mesh(jax.devices()[:n])
-    state = train.create_train_state(config, jax.random.PRNGKey(0), mesh)
-    step_fn, _, _ = train.compile_steps(config, mesh, state.apply_fn)
+    priors = anchors.from_config(config)
+    model = models.create_model(config.model, priors.boxes_per_cell)
+    state = train.create_train_state(config, model, jax.random.PRNGKey(0), mesh)
+    step_fn, _ = train.compile_steps(config, mesh, state.apply_fn, priors.boxes)
     rng = np.random.default_rng(0)
     out = []
     for _ in range(3):
       batch = random_batch(rng, 4, 96, 8, config.model.num_classes)
-      state, m = step_fn(state, train.global_batch(batch, mesh, train.TRAIN_KEYS))
+      state, m = step_fn(state, train.global_batch(batch, mesh, train.STEP_KEYS))
       out.append([float(m['loss']), float(m['num_pos'])])
     losses[n], stats[n] = out, jax.device_get(state.batch_stats)
   print(jax.device_count(), norm, losses[1], losses[2])

@@ -1,23 +1,27 @@
-"""Model lookup: builds the SSD module a config asks for."""
+"""Model lookup: builds the SSD module a model config asks for."""
+
+from typing import Sequence
 
 import jax.numpy as jnp
 import ml_collections
 
-from ssd_jax import anchors
 from ssd_jax.models.ssd import SSD, feature_map_sizes, source_names  # pylint: disable=unused-import
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
-def create_model(config: ml_collections.ConfigDict) -> SSD:
-  """The SSD module for `config.model`, with as many boxes per cell as `config.anchors` gives."""
-  if config.model.dtype not in DTYPES:
-    raise ValueError(f'model.dtype={config.model.dtype!r}; expected one of {sorted(DTYPES)}.')
+def create_model(model_config: ml_collections.ConfigDict, boxes_per_cell: Sequence[int]) -> SSD:
+  """The SSD module for `config.model` with `boxes_per_cell` default boxes per cell per map.
+
+  `boxes_per_cell` comes from the run's default boxes (`anchors.from_config(config)`).
+  """
+  if model_config.dtype not in DTYPES:
+    raise ValueError(f'model.dtype={model_config.dtype!r}; expected one of {sorted(DTYPES)}.')
   return SSD(
-      num_classes=config.model.num_classes,
-      boxes_per_cell=tuple(anchors.boxes_per_cell(config)),
-      arch=config.model.arch,
-      width=config.model.width,
-      l2norm_scale=config.model.l2norm_scale,
-      norm=config.model.norm,
-      dtype=DTYPES[config.model.dtype])
+      num_classes=model_config.num_classes,
+      boxes_per_cell=tuple(boxes_per_cell),
+      arch=model_config.arch,
+      width=model_config.width,
+      l2norm_scale=model_config.l2norm_scale,
+      norm=model_config.norm,
+      dtype=DTYPES[model_config.dtype])
