@@ -12,6 +12,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
+from ssd_jax import errors
 from ssd_jax.evaluation import files
 from ssd_jax.evaluation import voc
 from tests import test_evaluation_coco
@@ -209,23 +210,61 @@ class VocBadFilesTest(absltest.TestCase):
         ({'category_id': 4}, "category_id 4 is neither"),
         ({'bbox': [1, float('nan'), 3, 4]}, 'NaN or inf'),
         ({'bbox': [1, 1, -3, 4]}, 'negative width or height'),
-        ({'bbox': [1, 1, 3]}, 'bbox must be 4 numbers'),
-        ({'score': 'high'}, 'bbox must be 4 numbers and score a number'),
+        ({'bbox': [1, 1, 3]}, 'bbox must be a list of 4 numbers'),
+        ({'bbox': 5}, 'bbox must be a list of 4 numbers'),
+        ({'score': 'high'}, r"score must be a number \(not strings or booleans\), got 'high'"),
+        # json numbers only: np.float64 would take these, and bool is an int in Python.
+        ({'score': '0.5'}, r"detection 1 .*score must be a number .*got '0.5'"),
+        ({'score': True}, r'detection 1 .*score must be a number .*got True'),
+        ({'bbox': [1, 2, True, 4]}, r'detection 1 .*bbox must be .*got \[1, 2, True, 4\]'),
+        ({'bbox': ['1', 1, 3, 4]}, r'detection 1 .*bbox must be a list of 4 numbers'),
+        ({'bbox': [1, 1, 10**400, 4]}, r'detection 1 .*bbox must be a list of 4 numbers'),
+        ({'category_id': '3'}, r"detection 1 .*category_id '3' is neither"),
+        ({'category_id': True}, r'detection 1 .*category_id True is neither'),
     ]
     for change, message in cases:
       with self.subTest(message):
-        with self.assertRaisesRegex(ValueError, message):
+        with self.assertRaisesRegex(errors.UserError, message):
           self.evaluate([self.good, {**self.good, **change}])
 
+  def test_nan_and_inf_literals(self):
+    # Python's json reads NaN, Infinity and 1e400 (= inf) as floats; they must not pass.
+    good = json.dumps(self.good)
+    for bad in ('NaN', 'Infinity', '-Infinity', '1e400'):
+      for key, value in (('bbox', f'[1, 1, {bad}, 4]'), ('score', bad)):
+        with self.subTest(f'{key}={value}'):
+          text = (f'[{good}, {{"image_id": "000001", "category_id": "cat", "bbox": '
+                  f'{value if key == "bbox" else "[1, 1, 3, 4]"}, "score": '
+                  f'{value if key == "score" else "0.5"}}}]')
+          with self.assertRaisesRegex(errors.UserError, r'detection 1 .*NaN or inf'):
+            self.evaluate(text)
+
   def test_bad_files(self):
-    with self.assertRaisesRegex(ValueError, 'needs image_id, category_id, bbox and score'):
+    with self.assertRaisesRegex(errors.UserError, 'needs image_id, category_id, bbox and score'):
       self.evaluate([{'image_id': '000001'}])
-    with self.assertRaisesRegex(ValueError, 'not valid JSON'):
+    with self.assertRaisesRegex(errors.UserError, 'not valid JSON'):
       self.evaluate('[{"image_id": ')
-    with self.assertRaisesRegex(ValueError, 'expected a JSON list'):
+    with self.assertRaisesRegex(errors.UserError, 'expected a JSON list'):
       self.evaluate({'image_id': '000001'})
     with self.assertRaisesRegex(FileNotFoundError, 'detections file not found'):
       files.evaluate_files(self.devkit, os.path.join(self.tmp, 'none.json'), 'voc07')
+    with self.assertRaisesRegex(errors.UserError, f'cannot read the detections file {self.tmp}: '
+                                'Is a directory'):
+      files.evaluate_files(self.devkit, self.tmp, 'voc07')
+
+  def test_undecodable_and_deep_json(self):
+    path = os.path.join(self.tmp, 'dets.json')
+    with open(path, 'wb') as f:
+      f.write(b'[{"image_id": "00\xe9001"}]')  # Latin-1, not UTF-8.
+    with self.assertRaisesRegex(errors.UserError, f'{path}: not UTF-8 text .* at byte 17'):
+      files.load_detections(path)
+    with open(path, 'w') as f:
+      f.write('[' * 200_000)
+    with self.assertRaisesRegex(errors.UserError, f'{path}: .*nested too deeply'):
+      files.load_detections(path)
+    with open(path, 'w', encoding='utf-16') as f:  # With a BOM; json allows UTF-16.
+      json.dump([self.good], f)
+    self.assertEqual(files.load_detections(path), [self.good])
 
   def test_bad_ground_truth(self):
     with self.assertRaisesRegex(FileNotFoundError, 'VOC ground truth folder not found'):
@@ -244,7 +283,16 @@ class VocBadFilesTest(absltest.TestCase):
       self.evaluate([self.good])
     with open(os.path.join(self.devkit, 'Annotations', '000002.xml'), 'w') as f:
       f.write('<annotation><object><name>cat</name></object>')
-    with self.assertRaisesRegex(ValueError, '000002.xml: not valid XML'):
+    with self.assertRaisesRegex(errors.UserError, '000002.xml: not valid XML'):
+      self.evaluate([self.good])
+    with open(os.path.join(self.devkit, 'Annotations', '000002.xml'), 'w') as f:
+      f.write('<annotation><object><name>cat</name><difficult>yes</difficult><bndbox><xmin>1'
+              '</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object></annotation>')
+    with self.assertRaisesRegex(errors.UserError, '000002.xml: .*an integer <difficult>'):
+      self.evaluate([self.good])
+    with open(os.path.join(self.devkit, 'ImageSets', 'Main', 'test.txt'), 'wb') as f:
+      f.write(b'000001\n\xff\n')
+    with self.assertRaisesRegex(errors.UserError, r'test\.txt: not UTF-8 text \(byte 7\)'):
       self.evaluate([self.good])
 
   def test_wrong_kind_of_ground_truth(self):
@@ -253,6 +301,8 @@ class VocBadFilesTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, 'needs a VOC devkit year folder'):
       self.evaluate([self.good], devkit=os.path.join(self.devkit, 'ImageSets', 'Main',
                                                      'test.txt'))
+    with self.assertRaisesRegex(errors.UserError, 'needs a VOC devkit year folder'):
+      self.evaluate([self.good], devkit='/dev/null')  # Exists, but neither file nor folder.
 
 
 class CocoCommandTest(absltest.TestCase):
