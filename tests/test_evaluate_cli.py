@@ -325,6 +325,11 @@ class CommandErrorsTest(parameterized.TestCase):
     self.assertIn('COCO ground truth file not found: /nonexistent.json',
                   self.run_main('--metric=coco', ground_truth='/nonexistent.json'))
 
+  def test_error_line(self):
+    self.assertEqual(evaluate.error_line(PermissionError(13, 'Permission denied', '/x/plots')),
+                     'ssd_jax.evaluate: error: /x/plots: Permission denied')
+    self.assertEqual(evaluate.error_line(errors.UserError('a\nb')), 'ssd_jax.evaluate: error: a b')
+
   def test_verbose_and_env_reraise(self):
     missing = os.path.join(self.tmp, 'none.json')
     for args, env in ((['--verbose'], {}), ([], {'SSD_JAX_TRACEBACK': '1'})):
