@@ -5,7 +5,10 @@ r"""Command line: score a detections file.
   python -m ssd_jax.evaluate --ground-truth=instances_val2017.json --detections=dets.json \
       --metric=coco
 
-Prints the per-class table and the summary; see docs/evaluation.md for the file format.
+Prints the per-class table and the summary; see docs/evaluation.md for the file format. What
+the user must fix (bad files or flags, an unwritable output) ends the command with exit code 1
+and one line `ssd_jax.evaluate: error: ...`; `--verbose` or SSD_JAX_TRACEBACK=1 shows the
+traceback instead.
 """
 
 import json
@@ -16,7 +19,9 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from ssd_jax import errors
 from ssd_jax import evaluation
+from ssd_jax.evaluation import file_io
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('ground-truth', None,
@@ -29,7 +34,41 @@ flags.DEFINE_list('class-names', None, 'VOC class names in label order (default:
                   'classes).')
 flags.DEFINE_string('output', None, 'Write the metrics as JSON to this file.')
 flags.DEFINE_string('plots', None, 'Write per-class precision/recall PNGs to this folder.')
+flags.DEFINE_bool('verbose', False, 'On an error, show the traceback instead of one line (also '
+                  'with the environment variable SSD_JAX_TRACEBACK=1).')
 flags.mark_flags_as_required(['ground-truth', 'detections'])
+
+
+def evaluate_and_write() -> None:
+  """Checks the outputs can be written, scores, prints, then writes --output and --plots."""
+  if FLAGS.output:
+    file_io.check_writable(FLAGS.output, '--output', folder=False)
+  if FLAGS.plots:
+    file_io.check_writable(FLAGS.plots, '--plots', folder=True)
+  result = evaluation.evaluate_files(FLAGS['ground-truth'].value, FLAGS.detections,
+                                     FLAGS.metric, FLAGS.split, FLAGS['class-names'].value)
+  evaluation.print_table(result.metrics, result.class_names,
+                         num_ground_truth=result.num_ground_truth,
+                         num_detections=result.num_detections)
+  if result.summary:
+    print(result.summary, end='')
+  if FLAGS.output:
+    text = json.dumps(evaluation.to_json_dict(
+        result, metric=FLAGS.metric, ground_truth=FLAGS['ground-truth'].value,
+        detections=FLAGS.detections, split=FLAGS.split), indent=1) + '\n'
+    file_io.write_atomically(FLAGS.output, lambda f: f.write(text.encode()))
+  if FLAGS.plots:
+    from ssd_jax.evaluation import plots  # pylint: disable=g-import-not-at-top
+    plots.save_pr_curves(result, FLAGS.plots)
+
+
+def error_line(error: Exception) -> str:
+  """The one line printed for `error`: its message, or for an OSError `path: reason`."""
+  if isinstance(error, OSError) and error.filename and error.strerror:
+    message = f'{error.filename}: {error.strerror}'
+  else:
+    message = str(error)
+  return 'ssd_jax.evaluate: error: ' + ' '.join(message.splitlines())
 
 
 def main(argv):
@@ -37,25 +76,11 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)
   try:
-    result = evaluation.evaluate_files(FLAGS['ground-truth'].value, FLAGS.detections,
-                                       FLAGS.metric, FLAGS.split, FLAGS['class-names'].value)
-  except (FileNotFoundError, ValueError) as e:
-    sys.exit(f'ssd_jax.evaluate: error: {e}')
-  evaluation.print_table(result.metrics, result.class_names,
-                         num_ground_truth=result.num_ground_truth,
-                         num_detections=result.num_detections)
-  if result.summary:
-    print(result.summary, end='')
-  if FLAGS.output:
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-    with open(FLAGS.output, 'w') as f:
-      json.dump(evaluation.to_json_dict(
-          result, metric=FLAGS.metric, ground_truth=FLAGS['ground-truth'].value,
-          detections=FLAGS.detections, split=FLAGS.split), f, indent=1)
-      f.write('\n')
-  if FLAGS.plots:
-    from ssd_jax.evaluation import plots  # pylint: disable=g-import-not-at-top
-    plots.save_pr_curves(result, FLAGS.plots)
+    evaluate_and_write()
+  except (errors.UserError, OSError) as e:
+    if FLAGS.verbose or os.environ.get('SSD_JAX_TRACEBACK', '') not in ('', '0'):
+      raise
+    sys.exit(error_line(e))
 
 
 if __name__ == '__main__':

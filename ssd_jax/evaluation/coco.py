@@ -22,6 +22,8 @@ import numpy as np
 from pycocotools import coco as coco_lib
 from pycocotools import cocoeval
 
+from ssd_jax import errors
+from ssd_jax.evaluation import file_io
 from ssd_jax.evaluation import pixel_boxes
 from ssd_jax.evaluation import result as result_lib
 
@@ -44,40 +46,60 @@ def coco_from_dataset(dataset: dict) -> coco_lib.COCO:
 
 
 def load_coco(path: str) -> coco_lib.COCO:
-  """Loads an instances json; raises FileNotFoundError / ValueError with the path."""
+  """Loads an instances json (as `COCO(path)` does); raises FileNotFoundError / UserError with
+  the path."""
+  dataset = file_io.read_json(path, 'COCO ground truth file')
+  if not isinstance(dataset, dict):
+    raise errors.UserError(f'{path} is not a COCO instances json (a JSON '
+                           f'{type(dataset).__name__}, not an object).')
   try:
-    with _quiet():
-      return coco_lib.COCO(path)
-  except FileNotFoundError:
-    raise FileNotFoundError(f'COCO ground truth file not found: {path}') from None
-  except (ValueError, KeyError, TypeError, AssertionError) as e:
-    raise ValueError(f'{path} is not a COCO instances json ({type(e).__name__}: {e}).') from None
+    return coco_from_dataset(dataset)
+  except (ValueError, KeyError, TypeError, AttributeError) as e:
+    raise errors.UserError(f'{path} is not a COCO instances json ({type(e).__name__}: {e}).'
+                           ) from None
 
 
 def check_results(coco_gt: coco_lib.COCO, results: Sequence[dict]) -> None:
-  """Raises ValueError naming the first bad detection: unknown image or category id, missing
-  field, non-finite number or negative width/height."""
+  """Raises UserError naming the first bad detection: unknown image or category id, missing
+  field, a string or boolean where a number belongs, non-finite number or negative width or
+  height."""
   image_ids, cat_ids = set(coco_gt.getImgIds()), set(coco_gt.getCatIds())
   for i, det in enumerate(results):
     try:
       image_id, cat_id, bbox, score = (det['image_id'], det['category_id'], det['bbox'],
                                        det['score'])
-      bbox = np.asarray(bbox, np.float64)
-      score = float(score)
-    except (KeyError, TypeError, ValueError) as e:
-      raise ValueError(f'detection {i} ({det!r:.200}) is not a COCO result with image_id, '
-                       f'category_id, bbox [x, y, w, h] and score: {e!r}') from None
-    if image_id not in image_ids:
-      raise ValueError(f'detection {i} names image_id {image_id!r}, which is not in the ground '
-                       f'truth ({len(image_ids)} images).')
-    if cat_id not in cat_ids:
-      raise ValueError(f'detection {i} names category_id {cat_id!r}, which is not a category '
-                       f'of the ground truth (ids {sorted(cat_ids)}).')
-    if bbox.shape != (4,) or not np.isfinite(bbox).all() or not np.isfinite(score):
-      raise ValueError(f'detection {i} has a bad bbox or score (need 4 finite numbers and a '
-                       f'finite score): bbox={det["bbox"]!r}, score={det["score"]!r}.')
+    except (KeyError, TypeError) as e:
+      raise errors.UserError(f'detection {i} ({det!r:.200}) is not a COCO result with '
+                             f'image_id, category_id, bbox [x, y, w, h] and score: {e!r}'
+                             ) from None
+    # True == 1 and "0.5" converts to a float: check the types, not just the values.
+    for key, ok in (('image_id', _is_integer(image_id) and image_id in image_ids),
+                    ('category_id', _is_integer(cat_id) and cat_id in cat_ids),
+                    ('bbox', isinstance(bbox, (list, tuple)) and len(bbox) == 4 and
+                     all(map(file_io.is_number, bbox))),
+                    ('score', file_io.is_number(score))):
+      if not ok:
+        raise errors.UserError(
+            f'detection {i}: {key} {det[key]!r:.100} is not ' + {
+                'image_id': f'an image id of the ground truth ({len(image_ids)} images)',
+                'category_id': f'a category id of the ground truth (ids {sorted(cat_ids)})',
+                'bbox': 'a list of 4 numbers [x, y, w, h] (not strings or booleans)',
+                'score': 'a number (not a string or boolean)'}[key] + '.')
+    try:
+      bbox, score = np.asarray(bbox, np.float64), float(score)
+    except OverflowError:  # An int beyond 1.8e308.
+      bbox, score = np.full(4, np.inf), np.inf
+    if not np.isfinite(bbox).all() or not np.isfinite(score):
+      raise errors.UserError(f'detection {i} has a bad bbox or score (need 4 finite numbers '
+                             f'and a finite score): bbox={det["bbox"]!r}, '
+                             f'score={det["score"]!r}.')
     if bbox[2] < 0 or bbox[3] < 0:
-      raise ValueError(f'detection {i} has a negative width or height: bbox={det["bbox"]!r}.')
+      raise errors.UserError(f'detection {i} has a negative width or height: '
+                             f'bbox={det["bbox"]!r}.')
+
+
+def _is_integer(value) -> bool:
+  return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def coco_evaluate(coco_gt: coco_lib.COCO, results: Sequence[dict],

@@ -9,15 +9,16 @@ Detections file: a json list in COCO results format, `{"image_id", "category_id"
   `[xmin, ymin, xmax - xmin, ymax - ymin]` in the devkit's own 1-based pixel coordinates.
 """
 
-import json
 import os
 from typing import Sequence
 from xml.etree import ElementTree
 
 import numpy as np
 
+from ssd_jax import errors
 from ssd_jax.classes import VOC_CLASSES
 from ssd_jax.evaluation import coco
+from ssd_jax.evaluation import file_io
 from ssd_jax.evaluation import result as result_lib
 from ssd_jax.evaluation import voc
 
@@ -32,22 +33,22 @@ def read_voc_annotation(path: str, class_names: Sequence[str]):
   except FileNotFoundError:
     raise FileNotFoundError(f'VOC annotation file not found: {path}') from None
   except ElementTree.ParseError as e:
-    raise ValueError(f'{path}: not valid XML ({e}).') from None
+    raise errors.UserError(f'{path}: not valid XML ({e}).') from None
   labels, boxes, difficult = [], [], []
   for obj in root.iter('object'):
     try:
       name = obj.find('name').text.strip()
       box = obj.find('bndbox')
       boxes.append([float(box.find(tag).text) for tag in ('xmin', 'ymin', 'xmax', 'ymax')])
+      flag = obj.find('difficult')
+      difficult.append(flag is not None and flag.text is not None and int(flag.text) != 0)
     except (AttributeError, TypeError, ValueError):
-      raise ValueError(f'{path}: an <object> without a <name> or a numeric '
-                       '<bndbox> xmin/ymin/xmax/ymax.') from None
+      raise errors.UserError(f'{path}: an <object> without a <name>, a numeric <bndbox> '
+                             'xmin/ymin/xmax/ymax or an integer <difficult>.') from None
     if name not in label_of:
-      raise ValueError(f'{path}: object class {name!r} is not in the class list '
-                       f'{list(class_names)}; pass --class-names to name all classes.')
+      raise errors.UserError(f'{path}: object class {name!r} is not in the class list '
+                             f'{list(class_names)}; pass --class-names to name all classes.')
     labels.append(label_of[name])
-    flag = obj.find('difficult')
-    difficult.append(flag is not None and flag.text is not None and int(flag.text) != 0)
   return (np.array(labels, np.int64), np.array(boxes, np.float64).reshape(-1, 4),
           np.array(difficult, bool))
 
@@ -63,8 +64,11 @@ def load_voc_ground_truth(devkit_dir: str, split: str, class_names: Sequence[str
   split_file = os.path.join(devkit_dir, 'ImageSets', 'Main', f'{split}.txt')
   if not os.path.isfile(split_file):
     raise FileNotFoundError(f'VOC image set not found: {split_file} (wrong --split?).')
-  with open(split_file) as f:
-    image_ids = [line.split()[0] for line in f if line.strip()]
+  try:
+    with open(split_file, encoding='utf-8') as f:
+      image_ids = [line.split()[0] for line in f if line.strip()]
+  except UnicodeDecodeError as e:
+    raise errors.UserError(f'{split_file}: not UTF-8 text (byte {e.start}).') from None
   parts = [read_voc_annotation(os.path.join(devkit_dir, 'Annotations', f'{i}.xml'), class_names)
            for i in image_ids]
   gt = voc.VocGroundTruth(
@@ -72,35 +76,31 @@ def load_voc_ground_truth(devkit_dir: str, split: str, class_names: Sequence[str
       label=np.concatenate([p[0] for p in parts] + [np.zeros(0, np.int64)]),
       boxes=np.concatenate([p[1] for p in parts] + [np.zeros((0, 4))]),
       difficult=np.concatenate([p[2] for p in parts] + [np.zeros(0, bool)]))
-  voc.check_boxes(gt.boxes, 'ground truth boxes',
-                  ids=[image_ids[i] for i in gt.image])
+  try:
+    voc.check_boxes(gt.boxes, 'ground truth boxes', ids=[image_ids[i] for i in gt.image])
+  except ValueError as e:
+    raise errors.UserError(f'{devkit_dir}: {e}') from None
   return image_ids, gt
 
 
 def load_detections(path: str) -> list:
-  """The detections json (a list); raises FileNotFoundError / ValueError naming the problem."""
-  try:
-    with open(path) as f:
-      detections = json.load(f)
-  except FileNotFoundError:
-    raise FileNotFoundError(f'detections file not found: {path}') from None
-  except json.JSONDecodeError as e:
-    raise ValueError(f'{path}: not valid JSON ({e}).') from None
+  """The detections json (a list); raises FileNotFoundError / UserError naming the problem."""
+  detections = file_io.read_json(path, 'detections file')
   if not isinstance(detections, list):
-    raise ValueError(f'{path}: expected a JSON list of detections, '
-                     f'got {type(detections).__name__}.')
+    raise errors.UserError(f'{path}: expected a JSON list of detections, '
+                           f'got {type(detections).__name__}.')
   return detections
 
 
 def _bad_entry(detections, index, problem):
-  return ValueError(f'detection {index} ({detections[index]!r:.200}): {problem}')
+  return errors.UserError(f'detection {index} ({detections[index]!r:.200}): {problem}')
 
 
 def voc_detections_from_json(detections: list, image_ids: Sequence[str],
                              class_names: Sequence[str]) -> voc.VocDetections:
   """COCO-format detection dicts -> VocDetections (devkit xyxy = [x, y, x + w, y + h]).
 
-  Raises ValueError naming the first detection with a missing field, an unknown image or class,
+  Raises UserError naming the first detection with a missing field, an unknown image or class,
   or a bad box or score.
   """
   index_of = {image_id: i for i, image_id in enumerate(image_ids)}
@@ -128,12 +128,18 @@ def voc_detections_from_json(detections: list, image_ids: Sequence[str],
     raise _bad_entry(detections, i, f'category_id {categories[i]!r} is neither a class name of '
                      f'{list(class_names)} nor an index 1..{len(class_names)}.')
   try:
+    # Fast check; np.array would also take the strings "1" and true as numbers.
+    ok = {type(s) for s in scores} | {type(v) for b in bboxes for v in b} <= {int, float}
     xywh = np.array(bboxes, np.float64).reshape(len(detections), 4)
     score = np.array(scores, np.float64).reshape(len(detections))
-  except (TypeError, ValueError):
-    i = next(i for i, (b, s) in enumerate(zip(bboxes, scores))
-             if not _is_numbers(b, 4) or not _is_numbers([s], 1))
-    raise _bad_entry(detections, i, 'bbox must be 4 numbers and score a number.') from None
+  except (TypeError, ValueError, OverflowError):
+    ok = False
+  if not ok:
+    for i, (bbox, score) in enumerate(zip(bboxes, scores)):
+      key = _bad_number_key(bbox, score)
+      if key:
+        raise _bad_entry(detections, i, f'{key} must be {_NUMBERS[key]} (not strings or '
+                         f'booleans), got {bbox if key == "bbox" else score!r:.100}.')
   bad = ~np.isfinite(xywh).all(axis=1) | ~np.isfinite(score)
   if bad.any():
     raise _bad_entry(detections, int(np.flatnonzero(bad)[0]),
@@ -146,11 +152,21 @@ def voc_detections_from_json(detections: list, image_ids: Sequence[str],
   return voc.VocDetections(image=image, label=label, boxes=boxes, scores=score)
 
 
-def _is_numbers(values, n):
-  try:
-    return np.array(values, np.float64).shape == (n,)
-  except (TypeError, ValueError):
-    return False
+_NUMBERS = {'bbox': 'a list of 4 numbers', 'score': 'a number'}
+
+
+def _bad_number_key(bbox, score) -> str | None:
+  """'bbox' unless it is a list of 4 numbers, 'score' unless it is a number (both within the
+  float64 range), else None."""
+  for key, values, n in (('bbox', bbox, 4), ('score', [score], 1)):
+    try:
+      ok = (isinstance(values, (list, tuple)) and len(values) == n and
+            all(map(file_io.is_number, values)) and np.array(values, np.float64) is not None)
+    except OverflowError:  # An int beyond 1.8e308.
+      ok = False
+    if not ok:
+      return key
+  return None
 
 
 def evaluate_files(ground_truth: str, detections: str, metric: str, split: str = 'test',
@@ -165,15 +181,16 @@ def evaluate_files(ground_truth: str, detections: str, metric: str, split: str =
     class_names: VOC classes in label order; default the 20 VOC classes.
   """
   if metric not in METRICS:
-    raise ValueError(f'unknown metric {metric!r}; use one of {METRICS}.')
+    raise errors.UserError(f'unknown metric {metric!r}; use one of {METRICS}.')
   if metric == 'coco':
     if os.path.isdir(ground_truth):
-      raise ValueError(f'--metric=coco needs a COCO instances json, got the folder {ground_truth}.')
+      raise errors.UserError(f'--metric=coco needs a COCO instances json, got the folder '
+                             f'{ground_truth}.')
     coco_gt = coco.load_coco(ground_truth)
     return coco.coco_evaluate(coco_gt, load_detections(detections))
-  if os.path.isfile(ground_truth):
-    raise ValueError(f'--metric={metric} needs a VOC devkit year folder (with Annotations/ and '
-                     f'ImageSets/Main/), got the file {ground_truth}.')
+  if os.path.exists(ground_truth) and not os.path.isdir(ground_truth):
+    raise errors.UserError(f'--metric={metric} needs a VOC devkit year folder (with Annotations/ '
+                           f'and ImageSets/Main/), got the file {ground_truth}.')
   class_names = tuple(class_names or VOC_CLASSES)
   image_ids, gt = load_voc_ground_truth(ground_truth, split, class_names)
   dets = voc_detections_from_json(load_detections(detections), image_ids, class_names)

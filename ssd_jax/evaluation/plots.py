@@ -1,5 +1,6 @@
 """Per-class precision/recall curves as PNG files (matplotlib, Agg backend)."""
 
+import functools
 import os
 import re
 
@@ -7,6 +8,7 @@ import matplotlib
 matplotlib.use('Agg')
 from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
 
+from ssd_jax.evaluation import file_io
 from ssd_jax.evaluation import result as result_lib
 
 
@@ -18,7 +20,8 @@ def save_pr_curves(result: result_lib.EvalResult, out_dir: str) -> list[str]:
   """Writes `pr_<class>.png` per class with a curve (not those without ground truth).
 
   VOC: the raw curve of the ranked detections; COCO: pycocotools' interpolated precision at
-  IoU 0.5 and 0.75 (area all, 100 detections). Returns the paths written.
+  IoU 0.5 and 0.75 (area all, 100 detections). Returns the paths written. Each file is written
+  whole or not at all (`file_io.write_atomically`, which raises UserError naming it).
   """
   os.makedirs(out_dir, exist_ok=True)
   paths = []
@@ -35,7 +38,9 @@ def save_pr_curves(result: result_lib.EvalResult, out_dir: str) -> list[str]:
     ax.legend(loc='lower left')
     fig.tight_layout()
     path = os.path.join(out_dir, _file_name(name))
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+      file_io.write_atomically(path, functools.partial(fig.savefig, format='png'))
+    finally:
+      plt.close(fig)
     paths.append(path)
   return paths

@@ -1,0 +1,105 @@
+"""Reading the evaluation's json inputs and writing its outputs, with one-line errors.
+
+- `read_json(path, what)`: a json file (UTF-8, or UTF-16/32 as json allows); raises
+  FileNotFoundError or `errors.UserError` naming the path (and the byte offset of bad text).
+- `is_number(value)`: an int or float as json gives them; not a string, not a boolean.
+- `check_writable(path, flag, folder)`: before a long computation, whether its output can be
+  written there.
+- `write_atomically(path, write)`: writes through a temporary file in the same folder and
+  `os.replace`, so a full disk or another failure leaves no partial file behind.
+"""
+
+import errno
+import json
+import os
+import shutil
+import tempfile
+from typing import Any, BinaryIO, Callable
+
+import numpy as np
+
+from ssd_jax import errors
+
+
+def read_json(path: str, what: str) -> Any:
+  """The parsed contents of the json file `path`, a `what` ('detections file') for messages."""
+  try:
+    with open(path, 'rb') as f:
+      data = f.read()
+  except FileNotFoundError:
+    raise FileNotFoundError(f'{what} not found: {path}') from None
+  except OSError as e:
+    raise errors.UserError(f'cannot read the {what} {path}: {e.strerror}.') from e
+  try:
+    return json.loads(data)  # Bytes: json detects UTF-8, UTF-16 and UTF-32.
+  except UnicodeDecodeError as e:
+    raise errors.UserError(f'{path}: not UTF-8 text ({e.encoding} cannot decode '
+                           f'{e.object[e.start:e.start + 1]!r} at byte {e.start}: {e.reason}).'
+                           ) from None
+  except json.JSONDecodeError as e:
+    raise errors.UserError(f'{path}: not valid JSON ({e}).') from None
+  except RecursionError:
+    raise errors.UserError(f'{path}: not usable JSON (lists or objects nested too deeply for '
+                           'the parser).') from None
+
+
+def is_number(value) -> bool:
+  """True for an int or float (numpy's too); False for bool, str and anything else."""
+  return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+
+
+def check_writable(path: str, flag: str, folder: bool) -> None:
+  """Raises UserError unless a file (or with `folder`, files in a folder) can be written at
+  `path`. Missing folders on the way are fine (they will be made); the nearest existing one
+  must be a folder in which a file can be created (tried for real, so it also holds as root)."""
+  path = os.path.abspath(path)
+  if folder and os.path.lexists(path) and not os.path.isdir(path):
+    raise errors.UserError(f'{flag}={path} is a file; it must be a folder (or not exist yet).')
+  if not folder and os.path.isdir(path):
+    raise errors.UserError(f'{flag}={path} is a folder; give a file name.')
+  existing = path if folder else os.path.dirname(path)
+  while not os.path.lexists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise errors.UserError(f'{flag}={path}: {existing} is not a folder.')
+  try:
+    fd, tmp = tempfile.mkstemp(dir=existing, prefix='.ssd_jax_write_test.')
+    os.close(fd)
+    os.remove(tmp)
+  except OSError as e:
+    raise errors.UserError(f'{flag}={path}: cannot write in {existing} ({e.strerror}).') from e
+
+
+def _permission_bits() -> int:
+  """0o666 less the umask: what `open(path, 'w')` would give (mkstemp gives 0o600)."""
+  umask = os.umask(0o022)
+  os.umask(umask)
+  return 0o666 & ~umask
+
+
+def write_atomically(path: str, write: Callable[[BinaryIO], Any]) -> None:
+  """Calls `write(f)` on a binary file that becomes `path` only once it is complete.
+
+  Makes the missing folders. Raises UserError naming the path (with the free space when the
+  disk is full); the temporary file is removed on any failure.
+  """
+  folder = os.path.dirname(os.path.abspath(path))
+  try:
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
+  except OSError as e:
+    raise errors.UserError(f'cannot write {path}: {e.strerror}.') from e
+  try:
+    with open(fd, 'wb') as f:
+      write(f)
+    os.chmod(tmp, _permission_bits())
+    os.replace(tmp, path)
+  except BaseException as e:
+    os.remove(tmp)
+    if not isinstance(e, OSError):
+      raise
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+      free = shutil.disk_usage(folder).free
+      raise errors.UserError(f'cannot write {path}: disk full ({free / 2**20:.1f} MiB free on '
+                             f'{folder}).') from e
+    raise errors.UserError(f'cannot write {path}: {e.strerror}.') from e
