@@ -2,6 +2,7 @@
 
 import io
 import json
+import logging
 import os
 
 import numpy as np
@@ -10,11 +11,13 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from absl import logging as absl_logging
 from configs import default
 from ssd_jax.data import coco_folder
 from ssd_jax.data import folder_common
 from ssd_jax.data import input_pipeline
 from ssd_jax.data import problems
+from ssd_jax.data import shapes
 from ssd_jax.data import voc_folder
 
 tf.config.set_visible_devices([], 'GPU')
@@ -78,7 +81,8 @@ def write_voc_folder(root, bad=False):
   return root
 
 
-def write_coco_folder(root, bad=False):
+def write_coco_folder(root, bad=False, extra_images=(), extra_annotations=()):
+  """A tiny COCO folder; `extra_*` are appended to the train2017 json as given."""
   cats = [{'id': 3, 'name': 'car'}, {'id': 1, 'name': 'person'}, {'id': 7, 'name': 'train'}]
   for split, n in (('train2017', 3), ('val2017', 2)):
     os.makedirs(os.path.join(root, split), exist_ok=True)
@@ -96,6 +100,9 @@ def write_coco_folder(root, bad=False):
       images.append({'id': 900, 'file_name': 'missing.jpg', 'height': 50, 'width': 70})
       anns.append({'id': 90, 'image_id': 100, 'category_id': 42, 'bbox': [1, 1, 5, 5]})
       anns.append({'id': 91, 'image_id': 100, 'category_id': 1, 'bbox': [10, 10, 0, 5]})
+    if split == 'train2017':
+      images += list(extra_images)
+      anns += list(extra_annotations)
     os.makedirs(os.path.join(root, 'annotations'), exist_ok=True)
     with open(coco_folder.annotation_path(root, split), 'w') as f:
       json.dump({'images': images, 'annotations': anns, 'categories': cats}, f)
@@ -225,3 +232,128 @@ def test_folder_dataset_needs_a_folder():
   config.input.dataset = 'voc_folder'
   with pytest.raises(ValueError, match='config.input.folder'):
     input_pipeline.get_dataset_info(config)
+
+
+def _prepared(kind, folder, data_dir, splits, on_error='skip'):
+  """The builder the input pipeline uses (made, cached in-process, prepared)."""
+  return input_pipeline._folder_builder(kind, folder, CLASSES, splits, on_error,
+                                        str(data_dir))
+
+
+def _examples(builder, split):
+  return {ex['image/filename'].decode(): ex for ex in tfds.as_numpy(builder.as_dataset(split))}
+
+
+def _edit_voc_xml(folder):
+  _voc_xml(os.path.join(folder, 'Annotations', '000003.xml'), '000003.jpg', 60, 80,
+           [('bird', 0, (30, 10, 70, 50)), ('cat', 0, (1, 1, 20, 20))])
+
+
+def _replace_voc_image(folder):
+  _jpeg(os.path.join(folder, 'JPEGImages', '000003.jpg'), h=45, w=50, seed=7)
+
+
+@pytest.mark.parametrize('edit', ['voc_xml', 'voc_image', 'coco_json', 'on_error'])
+def test_folder_cache_sees_edits(tmp_path, edit):
+  data_dir = tmp_path / 'tfds'
+  if edit.startswith('voc'):
+    folder = write_voc_folder(str(tmp_path / 'VOC2007'))
+    before = _examples(_prepared('voc_folder', folder, data_dir, ('test',)), 'test')
+    assert before['000003.jpg']['image'].shape == (60, 80, 3)
+    np.testing.assert_array_equal(before['000003.jpg']['objects']['label'], [1])
+    (_edit_voc_xml if edit == 'voc_xml' else _replace_voc_image)(folder)
+    after = _examples(_prepared('voc_folder', folder, data_dir, ('test',)), 'test')
+    if edit == 'voc_xml':
+      np.testing.assert_array_equal(after['000003.jpg']['objects']['label'], [2, 0])
+    else:
+      assert after['000003.jpg']['image'].shape == (45, 50, 3)
+  elif edit == 'coco_json':
+    folder = write_coco_folder(str(tmp_path / 'coco'))
+    splits = ('val2017',)
+    before = _examples(_prepared('coco_folder', folder, data_dir, splits), 'val2017')
+    np.testing.assert_allclose(before['000000000101.jpg']['objects']['bbox'][0],
+                               [5 / 50, 7 / 70, 25 / 50, 42 / 70], atol=1e-6)
+    path = coco_folder.annotation_path(folder, 'val2017')
+    with open(path) as f:
+      data = json.load(f)
+    data['annotations'][0]['bbox'] = [14.0, 10.0, 7.0, 5.0]
+    with open(path, 'w') as f:
+      json.dump(data, f)
+    after = _examples(_prepared('coco_folder', folder, data_dir, splits), 'val2017')
+    np.testing.assert_allclose(after['000000000101.jpg']['objects']['bbox'][0],
+                               [10 / 50, 14 / 70, 15 / 50, 21 / 70], atol=1e-6)
+  else:
+    folder = write_voc_folder(str(tmp_path / 'VOC2012'), bad=True)
+    b = _prepared('voc_folder', folder, data_dir, ('trainval',), on_error='skip')
+    assert b.info.splits['trainval'].num_examples == 6
+    with pytest.raises(folder_common.DataError, match=r'corrupt\.jpg'):
+      _prepared('voc_folder', folder, data_dir, ('trainval',), on_error='raise')
+
+
+def test_folder_summary_is_printed_on_every_run(tmp_path, capsys, monkeypatch):
+  folder = write_voc_folder(str(tmp_path / 'VOC2012'), bad=True)
+  config = voc_folder.make_config(folder, CLASSES, ('trainval',))
+  expected = (f"voc_folder {folder} split 'trainval': 6 images written, 1 without objects; "
+              'data problems: bad_image: 2, box_outside_image: 1, degenerate_box: 1, '
+              'missing_annotation: 1, unknown_class: 1\n')
+  voc_folder.VocFolder(config=config, data_dir=str(tmp_path / 'tfds')).download_and_prepare()
+  assert expected in capsys.readouterr().out
+
+  def not_again(*args):
+    raise AssertionError(f'prepared again: {args}')
+
+  monkeypatch.setattr(voc_folder.VocFolder, '_generate_examples', not_again)  # Cached run.
+  voc_folder.VocFolder(config=config, data_dir=str(tmp_path / 'tfds')).download_and_prepare()
+  assert expected in capsys.readouterr().out
+
+
+ORPHANS = [  # Annotations of no image: a string id where the image's id is the int 100.
+    {'id': 92, 'image_id': '100', 'category_id': 1, 'bbox': [1, 1, 5, 5]},
+    {'id': 93, 'image_id': 555, 'category_id': 1, 'bbox': [1, 1, 5, 5]},
+]
+
+
+def test_coco_folder_orphan_annotations_are_counted(tmp_path):
+  folder = write_coco_folder(str(tmp_path / 'coco'), extra_annotations=ORPHANS)
+  b = coco_folder.CocoFolder(config=coco_folder.make_config(folder, ('train2017',)),
+                             data_dir=str(tmp_path / 'tfds'))
+  b.download_and_prepare()
+  assert b.problem_counts['train2017'] == {'orphan_annotation': 2}
+  labels = {k: ex['objects']['label'].tolist() for k, ex in _examples(b, 'train2017').items()}
+  assert labels == {f'{i:012d}.jpg': [1, 2] for i in (100, 200, 300)}  # Nothing else added.
+  b = coco_folder.CocoFolder(config=coco_folder.make_config(folder, ('train2017',), 'raise'),
+                             data_dir=str(tmp_path / 'tfds'))
+  with pytest.raises(folder_common.DataError,
+                     match=r"annotation 92: image_id '100' is not the id of any image \(it is "
+                     r'a str; the image id 100 is a int\)'):
+    b.download_and_prepare()
+
+
+def test_coco_folder_duplicate_image_ids_are_named(tmp_path):
+  dup = {'id': 200, 'file_name': 'other.jpg', 'height': 50, 'width': 70}
+  folder = write_coco_folder(str(tmp_path / 'coco'), extra_images=[dup])
+  _jpeg(os.path.join(folder, 'train2017', 'other.jpg'), h=50, w=70)
+  b = coco_folder.CocoFolder(config=coco_folder.make_config(folder, ('train2017',)),
+                             data_dir=str(tmp_path / 'tfds'))
+  with pytest.raises(folder_common.DataError,
+                     match=r"images '000000000200\.jpg' and 'other\.jpg' share the id 200"):
+    b.download_and_prepare()
+
+
+def test_making_builders_logs_no_custom_config_warning(tmp_path, capfd):
+  records = []
+  handler = logging.Handler()
+  handler.emit = records.append
+  absl_logger = logging.getLogger('absl')
+  absl_logger.addHandler(handler)
+  try:
+    for _ in range(2):
+      shapes.make_builder(3, 2, seed=11, data_dir=str(tmp_path))
+      voc_folder.VocFolder(config=voc_folder.make_config(str(tmp_path), CLASSES),
+                           data_dir=str(tmp_path))
+    absl_logging.warning('A real warning: %s', 'kept')
+  finally:
+    absl_logger.removeHandler(handler)
+  assert [r.getMessage() for r in records if r.levelno >= logging.WARNING] == [
+      'A real warning: kept']
+  assert 'custom data configuration' not in capfd.readouterr().err

@@ -167,16 +167,37 @@ def _centres_inside(crops, boxes):
   return (cy > c[..., 0]) & (cy < c[..., 2]) & (cx > c[..., 1]) & (cx < c[..., 3])
 
 
+def _image_size(example):
+  """(height, width) int32 of the image, or of the virtual image of a lazy `expand`."""
+  size = example['canvas'][2:] if 'canvas' in example else tf.shape(example['image'])[:2]
+  return size[0], size[1]
+
+
+def _snap_to_pixels(windows, height, width):
+  """Windows [..., 4] (normalized yxyx) -> (pixel windows [..., 4] int32, the same windows
+  normalized): each edge rounded to the nearest pixel, at least one pixel high and wide.
+  The pixel window is what `crop_to_window` cuts."""
+  h = tf.cast(height, tf.float32)
+  w = tf.cast(width, tf.float32)
+  y0 = tf.cast(tf.round(windows[..., 0] * h), tf.int32)
+  x0 = tf.cast(tf.round(windows[..., 1] * w), tf.int32)
+  y1 = tf.maximum(tf.cast(tf.round(windows[..., 2] * h), tf.int32), y0 + 1)
+  x1 = tf.maximum(tf.cast(tf.round(windows[..., 3] * w), tf.int32), x0 + 1)
+  pixels = tf.stack([y0, x0, y1, x1], axis=-1)
+  return pixels, tf.cast(pixels, tf.float32) / tf.stack([h, w, h, w])
+
+
 def sample_crop_window(example, *, min_ious=CROP_MIN_IOUS, max_trials=50, min_scale=0.3,
                        max_aspect=2.0):
-  """The SSD batch sampler; returns a crop window [4] (normalized yxyx).
+  """The SSD batch sampler; returns a crop window [4] (normalized yxyx, on the pixel grid).
 
   For each sampler (min IoU in `min_ious`), up to `max_trials` candidates are drawn (scale
-  in [min_scale, 1], aspect in [1/max_aspect, max_aspect], as Caffe SSD); a candidate
-  qualifies when its IoU with some target object (not crowd) reaches the sampler's minimum
-  and the centre of at least one target lies inside it. The first qualifying candidate of
-  each sampler and the whole image are the options; one is drawn uniformly. Vectorized:
-  all samplers x trials at once, no loop.
+  in [min_scale, 1], aspect in [1/max_aspect, max_aspect], as Caffe SSD) and snapped to
+  whole pixels (as `crop_to_window` will cut them, so the patch tested is the patch cut);
+  a candidate qualifies when its IoU with some target object (not crowd) reaches the
+  sampler's minimum and the centre of at least one target lies inside it. The first
+  qualifying candidate of each sampler and the whole image are the options; one is drawn
+  uniformly. Vectorized: all samplers x trials at once, no loop.
   """
   k, t = len(min_ious), max_trials
   u = _uniform(example, _CROP, [4 * k * t + k + 1])
@@ -190,7 +211,8 @@ def sample_crop_window(example, *, min_ious=CROP_MIN_IOUS, max_trials=50, min_sc
   cw = tf.minimum(scale * tf.sqrt(ar), 1.0)
   y0 = u_y * (1.0 - ch)
   x0 = u_x * (1.0 - cw)
-  crops = tf.stack([y0, x0, y0 + ch, x0 + cw], axis=-1)  # [K, T, 4]
+  _, crops = _snap_to_pixels(tf.stack([y0, x0, y0 + ch, x0 + cw], axis=-1),
+                             *_image_size(example))  # [K, T, 4]
 
   boxes = example['boxes']
   target = tf.logical_not(example['crowd']) if 'crowd' in example else tf.ones_like(
@@ -214,16 +236,8 @@ def crop_to_window(example, window):
   are kept and clipped to it; the others are removed (from every per-box key). On a
   virtual image (lazy `expand`) the result stays virtual: no pixel is copied but the
   window's share of the source."""
-  if 'canvas' in example:
-    size = example['canvas'][2:]
-  else:
-    size = tf.shape(example['image'])[:2]
-  h = tf.cast(size[0], tf.float32)
-  w = tf.cast(size[1], tf.float32)
-  y0 = tf.cast(tf.round(window[0] * h), tf.int32)
-  x0 = tf.cast(tf.round(window[1] * w), tf.int32)
-  y1 = tf.maximum(tf.cast(tf.round(window[2] * h), tf.int32), y0 + 1)
-  x1 = tf.maximum(tf.cast(tf.round(window[3] * w), tf.int32), x0 + 1)
+  pixels, win = _snap_to_pixels(window, *_image_size(example))
+  y0, x0, y1, x1 = tf.unstack(pixels)
   if 'canvas' in example:  # Crop the virtual image: slice the source, move the canvas.
     src, c = example['image'], example['canvas']
     src_h, src_w = tf.shape(src)[0], tf.shape(src)[1]
@@ -237,8 +251,6 @@ def crop_to_window(example, window):
     example = {**example, 'canvas': canvas}
   else:
     image = example['image'][y0:y1, x0:x1]
-  # The window as actually cut, in normalized coordinates.
-  win = tf.cast(tf.stack([y0, x0, y1, x1]), tf.float32) / tf.stack([h, w, h, w])
   keep = _centres_inside(win, example['boxes'])
   example = gather_boxes(example, keep)
   size = tf.stack([win[2] - win[0], win[3] - win[1]] * 2)

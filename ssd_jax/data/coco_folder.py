@@ -1,9 +1,12 @@
 """`coco_folder`: a tfds builder reading a COCO-style folder.
 
 Layout (as COCO 2017): `<folder>/annotations/instances_<split>.json` and the images in
-`<folder>/<split>/<file_name>`. Classes are the json's categories sorted by id: label i
-(1-based) is category `category_ids[i - 1]`. Boxes `[x, y, w, h]` in pixels become
-normalized yxyx. `iscrowd` is kept as `is_crowd` (never a training target).
+`<folder>/<split>/<file_name>`. The builder config name hashes the folder path, splits,
+classes, `on_error`, and the names, sizes and modification times of the jsons and of every
+file in the split folders (editing any of them prepares the data again). Classes are the
+json's categories sorted by id: label i (1-based) is category `category_ids[i - 1]`. Boxes
+`[x, y, w, h]` in pixels become normalized yxyx. `iscrowd` is kept as `is_crowd` (never a
+training target).
 Bad input policy (`on_error='skip'`, the default): see docs/data.md.
 """
 
@@ -42,9 +45,44 @@ def make_config(folder, splits=('train2017', 'val2017'), on_error='skip'):
   """Classes come from the last split's json (the small val json for COCO 2017)."""
   jsons = [annotation_path(folder, s) for s in splits]
   class_names, category_ids = read_categories(jsons[-1])
-  name = folder_common.config_name(folder, class_names, splits, jsons)
+  image_folders = [os.path.join(folder, s) for s in splits]
+  name = folder_common.config_name(folder, class_names, splits, on_error,
+                                   jsons + image_folders)
   return FolderConfig(name=name, folder=os.fspath(folder), class_names=class_names,
                       category_ids=category_ids, splits=tuple(splits), on_error=on_error)
+
+
+def _unique_images(json_path, images):
+  """{id: image info}; DataError naming the id and both files if two images share an id
+  (their annotations could belong to either)."""
+  by_id = {}
+  for info in images:
+    other = by_id.setdefault(info['id'], info)
+    if other is not info:
+      raise folder_common.DataError(
+          f'coco_folder: {json_path}: images {other.get("file_name")!r} and '
+          f'{info.get("file_name")!r} share the id {info["id"]!r}; image ids must be unique')
+  return by_id
+
+
+def _annotations_by_image(json_path, annotations, images, report):
+  """{image id: [annotation]}; an annotation whose image_id is no image's id is reported
+  ('orphan_annotation') and dropped."""
+  same_text = {str(i): i for i in images}
+  anns = collections.defaultdict(list)
+  for a in annotations:
+    image_id = a.get('image_id')
+    if image_id in images:
+      anns[image_id].append(a)
+      continue
+    hint = ''
+    if str(image_id) in same_text:
+      twin = same_text[str(image_id)]
+      hint = (f' (it is a {type(image_id).__name__}; the image id {twin!r} is a '
+              f'{type(twin).__name__})')
+    report('orphan_annotation', f'{json_path} annotation {a.get("id")!r}: image_id '
+           f'{image_id!r} is not the id of any image{hint}; annotation dropped')
+  return anns
 
 
 class CocoFolder(folder_common.FolderBuilder):
@@ -70,18 +108,18 @@ class CocoFolder(folder_common.FolderBuilder):
     label_of = {cid: i for i, cid in enumerate(ids)}
     with open(json_path) as f:
       data = json.load(f)
-    anns = collections.defaultdict(list)
-    for a in data.get('annotations', []):
-      anns[a.get('image_id')].append(a)
+    images = _unique_images(json_path, data.get('images', []))
+    anns = _annotations_by_image(json_path, data.get('annotations', []), images, report)
     num_written = num_empty = 0
-    for info in sorted(data.get('images', []), key=lambda i: i['id']):
-      example = self._example(split, info, anns.get(info['id'], []), label_of, report)
+    for image_id in sorted(images):
+      info = images[image_id]
+      example = self._example(split, info, anns.get(image_id, []), label_of, report)
       if example is None:
         continue
       num_written += 1
       num_empty += len(example['objects']['label']) == 0
-      yield info['id'], example
-    folder_common.log_summary('coco_folder', split, num_written, num_empty, report)
+      yield image_id, example
+    self._finish_split(split, num_written, num_empty, report)
 
   def _example(self, split, info, anns, label_of, report):
     c = self.builder_config

@@ -6,16 +6,18 @@ import hashlib
 import io
 import os
 
-from absl import logging
 from etils import epath
 import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
+from ssd_jax import errors
+from ssd_jax import report as report_lib
 from ssd_jax.data import problems
+from ssd_jax.data import tfds_quiet  # pylint: disable=unused-import  (installs its filter)
 
 
-class DataError(ValueError):
+class DataError(errors.UserError):
   """Bad input that stops preparation (policy 'raise', or nothing usable left)."""
 
 
@@ -29,14 +31,44 @@ class FolderConfig(tfds.core.BuilderConfig):
   on_error: str = 'skip'
 
 
-def config_name(folder, class_names, splits, extra_files=()):
-  """A name unique to the folder, class list, splits and the annotation files' mtimes."""
+def _hash_stat(h, path, stat):
+  h.update(f'{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n'.encode())
+
+
+def _hash_listing(h, path):
+  """Hashes name, size and modification time of `path` (a file) or of each entry of `path`
+  (a folder, not recursive): one stat per file, no file is read."""
+  try:
+    stat = os.stat(path)
+  except OSError:
+    h.update(f'{path}\0missing\n'.encode())
+    return
+  if not os.path.isdir(path):
+    _hash_stat(h, path, stat)
+    return
+  with os.scandir(path) as entries:
+    for entry in sorted(entries, key=lambda e: e.name):
+      try:
+        _hash_stat(h, entry.name, entry.stat())
+      except OSError:  # Removed while listing, or a dangling link.
+        h.update(f'{entry.name}\0missing\n'.encode())
+
+
+def config_name(folder, class_names, splits, on_error, watched=()):
+  """A name unique to what the prepared data depends on.
+
+  That is: the absolute folder path, class list, splits, `on_error`, and name, size and
+  modification time of every file in `watched` (files, or folders whose entries count:
+  annotations and images). Editing, adding or replacing any of them gives a new name, so
+  tfds prepares the data again. Costs one stat per file (no file is read).
+  """
   h = hashlib.sha1()
   h.update(os.path.abspath(folder).encode())
   h.update(repr(tuple(class_names)).encode())
   h.update(repr(tuple(splits)).encode())
-  for f in extra_files:
-    h.update(f'{f}:{os.path.getmtime(f) if os.path.exists(f) else None}'.encode())
+  h.update(repr(on_error).encode())
+  for path in watched:
+    _hash_listing(h, path)
   return 'f' + h.hexdigest()[:12]
 
 
@@ -70,15 +102,47 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self.problem_counts = {}
 
   def _info(self):
+    # metadata['summary'][split]: {'images', 'empty', 'problems'}, saved with the records
+    # (metadata.json) so that a cached run reports the same summary.
     return self.dataset_info_from_configs(
         description=f'{self.FORMAT}-format folder {self.builder_config.folder}',
-        features=features(self.builder_config.class_names))
+        features=features(self.builder_config.class_names),
+        metadata=tfds.core.MetadataDict())
 
   def _new_report(self, split) -> 'Problems':
     """A problem report for generating `split`; `problem_counts[split]` shows its counts."""
     report = Problems(split, self.builder_config.on_error)
     self.problem_counts[split] = report.counts
     return report
+
+  def _finish_split(self, split, num_images, num_empty, report):
+    """Stores the split's summary; raises DataError if nothing usable was written."""
+    counts = dict(sorted(report.counts.items()))
+    self.info.metadata.setdefault('summary', {})[split] = {
+        'images': num_images, 'empty': num_empty, 'problems': counts}
+    if num_images == 0:
+      raise DataError(f'{self.name}: split {split!r} is empty (no usable image; problems: '
+                      f'{counts or "none"})')
+
+  def summary_lines(self):
+    """One line per split: images written, images without objects, problem counts."""
+    summary = (self.info.metadata or {}).get('summary', {})
+    lines = []
+    for split in self.builder_config.splits:
+      if split not in summary:
+        continue
+      s = summary[split]
+      found = ', '.join(f'{k}: {v}' for k, v in s['problems'].items()) or 'none'
+      lines.append(f'{self.name} {self.builder_config.folder} split {split!r}: '
+                   f'{s["images"]} images written, {s["empty"]} without objects; '
+                   f'data problems: {found}')
+    return lines
+
+  def download_and_prepare(self, *args, **kwargs):
+    """Prepares the records if needed, then prints each split's summary (cached or not)."""
+    super().download_and_prepare(*args, **kwargs)
+    for line in self.summary_lines():
+      report_lib.note(line)
 
 
 class Problems:
@@ -145,12 +209,3 @@ def clip_box(box, name, report):
     report('degenerate_box', f'{name}: box {box} empty after clipping; object dropped')
     return None
   return b.astype(np.float32)
-
-
-def log_summary(builder_name, split, num_images, num_empty, report):
-  c = dict(report.counts)
-  logging.info('%s split %r: %d images written, %d without objects; problems: %s',
-               builder_name, split, num_images, num_empty, c or 'none')
-  if num_images == 0:
-    raise DataError(f'{builder_name}: split {split!r} is empty (no usable image; problems: '
-                    f'{c or "none"})')

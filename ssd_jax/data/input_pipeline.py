@@ -90,13 +90,21 @@ def _prepared(builder):
   return builder
 
 
-@functools.lru_cache(maxsize=16)
+# Prepared folder builders by (kind, config name, data_dir): the name changes when the
+# folder's files do, so an edit is seen even within one process, and each builder is
+# prepared (and its summary printed) once per process.
+_FOLDER_BUILDERS = {}
+
+
 def _folder_builder(kind, folder, class_names, splits, on_error, data_dir):
   if kind == 'voc_folder':
-    cfg = voc_folder.make_config(folder, class_names, splits, on_error)
-    return _prepared(voc_folder.VocFolder(config=cfg, data_dir=data_dir))
-  cfg = coco_folder.make_config(folder, splits, on_error)
-  return _prepared(coco_folder.CocoFolder(config=cfg, data_dir=data_dir))
+    cfg, cls = voc_folder.make_config(folder, class_names, splits, on_error), voc_folder.VocFolder
+  else:
+    cfg, cls = coco_folder.make_config(folder, splits, on_error), coco_folder.CocoFolder
+  key = (kind, cfg.name, data_dir)
+  if key not in _FOLDER_BUILDERS:
+    _FOLDER_BUILDERS[key] = _prepared(cls(config=cfg, data_dir=data_dir))
+  return _FOLDER_BUILDERS[key]
 
 
 def _sources(config, training):

@@ -3,7 +3,9 @@
 Layout: `<folder>/JPEGImages/<id>.jpg`, `<folder>/Annotations/<id>.xml`,
 `<folder>/ImageSets/Main/<split>.txt` (one id per line). Any class list. Nothing is
 downloaded; `download_and_prepare` copies the folder into tfds records once (the builder
-config name hashes the folder path, class list, splits and split files' mtimes).
+config name hashes the folder path, class list, splits, `on_error`, and the names, sizes
+and modification times of the split files and of every file in `Annotations/` and
+`JPEGImages/`, so editing any of them prepares the data again).
 
 Box convention as tfds `voc`: devkit pixel x (1-based) -> (x - 1) / width.
 Bad input policy (`on_error='skip'`, the default): see docs/data.md.
@@ -21,8 +23,9 @@ FolderConfig = folder_common.FolderConfig
 
 
 def make_config(folder, class_names, splits=('trainval', 'test'), on_error='skip'):
-  split_files = [os.path.join(folder, 'ImageSets', 'Main', f'{s}.txt') for s in splits]
-  name = folder_common.config_name(folder, class_names, splits, split_files)
+  watched = [os.path.join(folder, 'ImageSets', 'Main', f'{s}.txt') for s in splits]
+  watched += [os.path.join(folder, 'Annotations'), os.path.join(folder, 'JPEGImages')]
+  name = folder_common.config_name(folder, class_names, splits, on_error, watched)
   return FolderConfig(name=name, folder=os.fspath(folder), class_names=tuple(class_names),
                       splits=tuple(splits), on_error=on_error)
 
@@ -63,7 +66,7 @@ class VocFolder(folder_common.FolderBuilder):
       num_written += 1
       num_empty += len(example['objects']['label']) == 0
       yield image_id, example
-    folder_common.log_summary('voc_folder', split, num_written, num_empty, report)
+    self._finish_split(split, num_written, num_empty, report)
 
   def _example(self, image_id, index, class_index, report):
     c = self.builder_config
