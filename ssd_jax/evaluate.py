@@ -12,7 +12,6 @@ traceback instead.
 """
 
 import json
-import os
 import sys
 
 from absl import app
@@ -24,6 +23,7 @@ from ssd_jax import evaluation
 from ssd_jax.evaluation import file_io
 
 FLAGS = flags.FLAGS
+PROG = 'ssd_jax.evaluate'
 flags.DEFINE_string('ground-truth', None,
                     'VOC devkit year folder (e.g. VOCdevkit/VOC2007) or COCO instances json.')
 flags.DEFINE_string('detections', None, 'Detections json (COCO results format).')
@@ -34,8 +34,6 @@ flags.DEFINE_list('class-names', None, 'VOC class names in label order (default:
                   'classes).')
 flags.DEFINE_string('output', None, 'Write the metrics as JSON to this file.')
 flags.DEFINE_string('plots', None, 'Write per-class precision/recall PNGs to this folder.')
-flags.DEFINE_bool('verbose', False, 'On an error, show the traceback instead of one line (also '
-                  'with the environment variable SSD_JAX_TRACEBACK=1).')
 flags.mark_flags_as_required(['ground-truth', 'detections'])
 
 
@@ -62,25 +60,11 @@ def evaluate_and_write() -> None:
     plots.save_pr_curves(result, FLAGS.plots)
 
 
-def error_line(error: Exception) -> str:
-  """The one line printed for `error`: its message, or for an OSError `path: reason`."""
-  if isinstance(error, OSError) and error.filename and error.strerror:
-    message = f'{error.filename}: {error.strerror}'
-  else:
-    message = str(error)
-  return 'ssd_jax.evaluate: error: ' + ' '.join(message.splitlines())
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)
-  try:
-    evaluate_and_write()
-  except (errors.UserError, OSError) as e:
-    if FLAGS.verbose or os.environ.get('SSD_JAX_TRACEBACK', '') not in ('', '0'):
-      raise
-    sys.exit(error_line(e))
+  errors.run_command(PROG, evaluate_and_write)
 
 
 if __name__ == '__main__':

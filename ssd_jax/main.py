@@ -10,7 +10,6 @@ work happens in the library. What the user must fix (a bad flag, config key, fil
 ends the run with one line on stderr and exit status 1; --verbose shows the traceback.
 """
 
-import difflib
 import importlib.util
 import os
 import sys
@@ -23,6 +22,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from ssd_jax import config_keys
 from ssd_jax import errors
 from ssd_jax import report
 
@@ -41,8 +41,6 @@ flags.DEFINE_bool('distributed', False,
                   'Call jax.distributed.initialize() with cluster auto-detection.')
 flags.DEFINE_enum('cpu_collectives', 'gloo', ['gloo', 'mpi', 'none'],
                   'Collectives for multi-process runs on CPU.')
-flags.DEFINE_bool('verbose', False, 'On an error, show the traceback instead of one line '
-                  '(also SSD_JAX_TRACEBACK=1).')
 flags.mark_flags_as_required(['config'])
 
 PROG = 'ssd_jax.main'
@@ -52,30 +50,6 @@ _CONFIG_ERRORS = (AttributeError, KeyError, OSError, TypeError, ValueError, Synt
 
 def _fail(message: str):
   sys.exit(f'{PROG}: error: {message}')
-
-
-def key_paths(config, prefix: str = '') -> list[str]:
-  """Every dotted key path of a ConfigDict, groups included ('model', 'model.width', ...)."""
-  paths = []
-  for key, value in config.items():
-    path = prefix + key
-    paths.append(path)
-    if hasattr(value, 'items'):
-      paths += key_paths(value, path + '.')
-  return paths
-
-
-def unknown_key(config, path: str) -> str | None:
-  """A one-line message if `path` is not a key of `config`, with the closest existing key."""
-  node = config
-  for part in path.split('.'):
-    if not hasattr(node, 'items') or part not in node:
-      known = key_paths(config)
-      close = difflib.get_close_matches(path, known, n=1, cutoff=0.5)
-      hint = f'; did you mean --config.{close[0]}?' if close else ''
-      return f'--config.{path}: no such config key{hint}'
-    node = node[part]
-  return None
 
 
 def _load_config_file(path: str):
@@ -103,7 +77,7 @@ def _explain_flag_error(argv: list[str], error: BaseException) -> str:
   except Exception as e:  # pylint: disable=broad-except  # The user's config file failed.
     return f'--config={path}: cannot load it ({type(e).__name__}: {errors.one_line(e)})'
   for key in overrides:
-    message = unknown_key(config, key)
+    message = config_keys.unknown_key(config, key)
     if message:
       return message
   if isinstance(error, flags.Error):
@@ -128,15 +102,11 @@ def main(argv):
     config = FLAGS.config
     config.keys()  # absl loads --config lazily: a file that fails to load raises here.
   except _CONFIG_ERRORS as e:
-    if errors.show_traceback(FLAGS.verbose):
+    if errors.show_traceback():
       raise
     _fail(_explain_flag_error(sys.argv, e))
-  try:
-    run(config, FLAGS.workdir, FLAGS.mode)
-  except (errors.UserError, OSError, FloatingPointError) as e:
-    if errors.show_traceback(FLAGS.verbose):
-      raise
-    _fail(errors.one_line(e))
+  errors.run_command(PROG, lambda: run(config, FLAGS.workdir, FLAGS.mode),
+                     also=(FloatingPointError,))
 
 
 def run(config, workdir: str | None, mode: str) -> None:

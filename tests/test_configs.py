@@ -9,7 +9,7 @@ import ml_collections
 import pytest
 
 from configs import default
-from ssd_jax import main
+from ssd_jax import config_keys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, 'configs', '*.py'))
@@ -62,7 +62,7 @@ def test_every_key_the_code_reads_exists(name):
 @pytest.mark.parametrize('name', CONFIGS)
 def test_configs_declare_no_keys_beyond_the_default(name):
   config = importlib.import_module(f'configs.{name}').get_config()
-  extra = set(main.key_paths(config)) - set(main.key_paths(default.get_config()))
+  extra = set(config_keys.key_paths(config)) - set(config_keys.key_paths(default.get_config()))
   assert not extra, f'configs/{name}.py adds keys that configs/default.py does not declare: {extra}'
 
 
@@ -78,9 +78,9 @@ def test_code_reads_config_keys_without_defaults_of_its_own():
 
 def test_unknown_key_names_the_path_and_the_closest_key():
   config = default.get_config()
-  assert main.unknown_key(config, 'model.width') is None
-  assert main.unknown_key(config, 'input.augment.flip') is None
-  assert main.unknown_key(config, 'model.widht') == (
+  assert config_keys.unknown_key(config, 'model.width') is None
+  assert config_keys.unknown_key(config, 'input.augment.flip') is None
+  assert config_keys.unknown_key(config, 'model.widht') == (
       '--config.model.widht: no such config key; did you mean --config.model.width?')
-  assert main.unknown_key(config, 'modle.width').endswith('did you mean --config.model.width?')
-  assert main.unknown_key(config, 'zzzzzz') == '--config.zzzzzz: no such config key'
+  assert config_keys.unknown_key(config, 'modle.width').endswith('did you mean --config.model.width?')
+  assert config_keys.unknown_key(config, 'zzzzzz') == '--config.zzzzzz: no such config key'

@@ -326,9 +326,9 @@ class CommandErrorsTest(parameterized.TestCase):
                   self.run_main('--metric=coco', ground_truth='/nonexistent.json'))
 
   def test_error_line(self):
-    self.assertEqual(evaluate.error_line(PermissionError(13, 'Permission denied', '/x/plots')),
-                     'ssd_jax.evaluate: error: /x/plots: Permission denied')
-    self.assertEqual(evaluate.error_line(errors.UserError('a\nb')), 'ssd_jax.evaluate: error: a b')
+    self.assertEqual(errors.one_line(PermissionError(13, 'Permission denied', '/x/plots')),
+                     '/x/plots: Permission denied')
+    self.assertEqual(errors.one_line(errors.UserError('a\nb')), 'a b')
 
   def test_verbose_and_env_reraise(self):
     missing = os.path.join(self.tmp, 'none.json')
