@@ -24,10 +24,10 @@ def forward_flops(model, variables, input_size: int) -> float | None:
 def describe(config: ml_collections.ConfigDict) -> dict:
   """Per-source-map sizes and prior counts, the total, parameter count and forward GFLOPs."""
   map_sizes = models.feature_map_sizes(config.model.arch, config.model.input_size,
-                                       config.model.num_sources)
+                                       config.model.num_sources, config.model.skip_sources)
   per_cell = anchors.boxes_per_cell(config)
   min_sizes, max_sizes = anchors.box_sizes(config)
-  names = models.source_names(config.model.arch)
+  names = models.source_names(config.model.arch)[config.model.skip_sources:]
   layers = [{'name': n, 'map_size': f, 'boxes_per_cell': k, 'priors': f * f * k,
              'min_size': float(lo), 'max_size': float(hi)}
             for n, f, k, lo, hi in zip(names, map_sizes, per_cell, min_sizes, max_sizes)]

@@ -20,4 +20,5 @@ def create_model(config: ml_collections.ConfigDict) -> SSD:
       width=config.model.width,
       l2norm_scale=config.model.l2norm_scale,
       norm=config.model.norm,
+      skip_sources=config.model.skip_sources,
       dtype=DTYPES[config.model.dtype])
