@@ -23,7 +23,8 @@ def get_config() -> ml_collections.ConfigDict:
   # (ssd300: conv4_3, fc7, conv8_2 .. conv11_2). Small input sizes use a prefix.
   config.model.num_sources = ml_collections.config_dict.placeholder(int)
   # How many of the finest of those maps predict nothing (the paper's Table 3): the heads use
-  # maps skip_sources .. num_sources - 1, and per-map anchor keys list only those maps.
+  # maps skip_sources .. num_sources - 1. Per-map anchor keys still list every map (the
+  # skipped ones' entries are unused); the scale rule spreads its sizes over the used maps.
   config.model.skip_sources = 0
   config.model.dtype = 'float32'  # Compute dtype: 'float32' or 'bfloat16' (params stay fp32).
   config.model.l2norm_scale = 20.0  # Initial per-channel scale of the L2Norm on conv4_3.

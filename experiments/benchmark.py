@@ -22,16 +22,22 @@ import numpy as np
 from ssd_jax import postprocess
 from ssd_jax import train
 
-config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=False)
-flags.DEFINE_integer('batch_size', 8, 'Images per step.')
-flags.DEFINE_integer('iters', 10, 'Timed calls per function (median reported).')
-flags.DEFINE_string('output', 'benchmark.json', 'Where to write the figures as JSON.')
 FLAGS = flags.FLAGS
 
 
-def time_calls(fn, iters):
-  """Median seconds per call of `fn()` (which must block until done) after one warm-up call."""
-  fn()
+def define_flags():
+  """The command line's flags (defined only when run as a program, so that other programs,
+  e.g. experiments/sweep.py, can import `run`)."""
+  config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=False)
+  flags.DEFINE_integer('batch_size', 8, 'Images per step.')
+  flags.DEFINE_integer('iters', 10, 'Timed calls per function (median reported).')
+  flags.DEFINE_string('output', 'benchmark.json', 'Where to write the figures as JSON.')
+
+
+def time_calls(fn, iters, warmup=1):
+  """Median seconds per call of `fn()` (which must block until done) after warm-up calls."""
+  for _ in range(warmup):
+    fn()
   times = []
   for _ in range(iters):
     start = time.perf_counter()
@@ -75,7 +81,9 @@ def run(config, batch_size, iters):
   def step():
     holder[0], metrics = train_step(holder[0], batch)
     jax.block_until_ready(metrics)
-  results['train_step'] = time_calls(step, iters)
+  # Two warm-up calls: the first compiles for the initial state's placement, the second for
+  # the replicated state the step returns.
+  results['train_step'] = time_calls(step, iters, warmup=2)
   return {
       'images_per_s': {k: batch_size / v for k, v in results.items()},
       'seconds_per_batch': results,
@@ -97,5 +105,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   flags.mark_flags_as_required(['config'])
   app.run(main)

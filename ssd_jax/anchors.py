@@ -40,11 +40,12 @@ def scale_sizes(input_size: int, num_maps: int, s_min: float, s_max: float,
 
 
 def _per_map(config: ml_collections.ConfigDict, key: str, num_maps: int) -> list:
-  values = config.anchors[key]
-  if len(values) < num_maps:
-    raise ValueError(f'anchors.{key} has {len(values)} entries but the model has {num_maps} '
-                     'source maps.')
-  return list(values)[:num_maps]
+  """The entries of a per-map key for the predicting maps (after model.skip_sources)."""
+  values, skip = config.anchors[key], config.model.skip_sources
+  if len(values) < skip + num_maps:
+    raise ValueError(f'anchors.{key} has {len(values)} entries but the model has '
+                     f'{skip + num_maps} source maps.')
+  return list(values)[skip:skip + num_maps]
 
 
 def boxes_per_cell(config: ml_collections.ConfigDict) -> list[int]:
