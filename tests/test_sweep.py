@@ -208,3 +208,25 @@ def test_seeds_give_mean_and_sample_std():
   assert row['mAP_std'] == pytest.approx(np.sqrt(0.02))  # sample std of 0.2, 0.4
   assert row['mAP_small'] == pytest.approx(0.1) and row['mAP_large'] is None
   assert row['seeds'] == 2 and row['boxes_per_cell'] == '4/6'
+
+
+@pytest.mark.parametrize('name', [name for name, _ in sweeps.SOURCE_LAYERS])
+def test_source_layers_predict_from_the_coarser_maps(name):
+  """shapes (maps 16, 8, 4, 2, 1): each removed map takes its cells and its head away."""
+  from configs import shapes  # pylint: disable=g-import-not-at-top
+  from ssd_jax import anchors  # pylint: disable=g-import-not-at-top
+  overrides = dict(sweeps.SOURCE_LAYERS)[name]
+  config = sweep.apply_overrides(shapes.get_config(), name, overrides)
+  skip = config.model.skip_sources
+  maps = [16, 8, 4, 2, 1][skip:]
+  per_cell = anchors.boxes_per_cell(config)
+  assert len(per_cell) == len(maps)
+  model = models.create_model(config)
+  images = jnp.zeros((1, 128, 128, 3))
+  variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), images)
+  loc, _ = jax.eval_shape(model.apply, variables, images)
+  assert loc.shape[1] == sum(f * f * k for f, k in zip(maps, per_cell))
+  assert sorted(k for k in variables['params'] if k.startswith('loc_')) == [
+      f'loc_{i}' for i in range(len(maps))]
+  # The first prior sits in the first cell of the finest remaining map.
+  np.testing.assert_allclose(anchors.default_boxes(config)[0, :2], [0.5 / maps[0]] * 2)
