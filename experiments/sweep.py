@@ -119,10 +119,7 @@ def _config_dict(config) -> dict:
 
 def _write_json(path: str, data) -> None:
   """Writes `data` as JSON atomically (never a partial file)."""
-  tmp = f'{path}.{os.getpid()}.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(_plain(data), f, indent=2)
-  os.replace(tmp, path)
+  sweep_results.write_atomic(path, json.dumps(_plain(data), indent=2))
 
 
 def check_workdir(workdir: str, sweep: str, base, variants) -> None:

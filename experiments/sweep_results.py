@@ -11,6 +11,7 @@ import os
 
 import matplotlib
 matplotlib.use('Agg')
+import matplotlib.ticker  # pylint: disable=g-import-not-at-top
 from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
@@ -31,11 +32,11 @@ def _mean(values):
 def variant_row(name: str, overrides: dict, runs: list[dict]) -> dict:
   """One table row from the finished runs (seeds) of a variant; runs[0] is seed 0's."""
   first = runs[0]
-  maps = [r['metrics'].get('mAP') for r in runs]
+  maps = [m for m in (r['metrics'].get('mAP') for r in runs) if m is not None]
   row = {'variant': name,
          'boxes_per_cell': '/'.join(str(k) for k in first['boxes_per_cell']),
          'priors': first['priors'], 'seeds': len(runs), 'mAP': _mean(maps),
-         'mAP_std': float(np.std(maps, ddof=1)) if len(runs) > 1 else None,
+         'mAP_std': float(np.std(maps, ddof=1)) if len(maps) > 1 else None,
          'positives_per_object': first['positives_per_object'],
          'train_images_per_s': first['train_images_per_s'],
          'inference_images_per_s': first['inference_images_per_s'],
@@ -74,11 +75,16 @@ def write_markdown(path: str, rows: list[dict], title: str, missing: list[str]) 
                  f"{_fmt(r['inference_images_per_s'], 1)} |")
   if missing:
     lines += ['', f"Not finished yet: {', '.join(missing)}."]
-  _write_atomic(path, '\n'.join(lines) + '\n')
+  write_atomic(path, '\n'.join(lines) + '\n')
+
+
+def _tmp(path: str) -> str:
+  """A temporary name next to `path`, distinct per process (array jobs write concurrently)."""
+  return f'{path}.{os.getpid()}.tmp'
 
 
 def write_csv(path: str, rows: list[dict]) -> None:
-  tmp = path + '.tmp'
+  tmp = _tmp(path)
   with open(tmp, 'w', newline='') as f:
     writer = csv.DictWriter(f, fieldnames=COLUMNS)
     writer.writeheader()
@@ -98,13 +104,17 @@ def write_plot(path: str, rows: list[dict], title: str) -> None:
     ax.annotate(r['variant'], (r['priors'], r['mAP']), textcoords='offset points',
                 xytext=(5, 5), fontsize=8)
   ax.set_xscale('log')
+  ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+  ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+  ax.set_xticks(sorted({r['priors'] for r in rows}))
+  ax.margins(0.15)  # room for the labels
   ax.set_xlabel('default boxes (priors)')
   ax.set_ylabel('mAP')
   ax.set_title(title)
   ax.grid(True, alpha=0.3)
   fig.tight_layout()
-  tmp = path + '.tmp.png'
-  fig.savefig(tmp, dpi=120)
+  tmp = _tmp(path)
+  fig.savefig(tmp, dpi=120, format='png')
   plt.close(fig)
   os.replace(tmp, path)
 
@@ -118,8 +128,9 @@ def write_all(workdir: str, rows: list[dict], title: str, missing: list[str]) ->
   return paths
 
 
-def _write_atomic(path: str, text: str) -> None:
-  tmp = path + '.tmp'
+def write_atomic(path: str, text: str) -> None:
+  """Writes `text` to `path` through a temporary file: never a partial file."""
+  tmp = _tmp(path)
   with open(tmp, 'w') as f:
     f.write(text)
   os.replace(tmp, path)
