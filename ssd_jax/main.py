@@ -64,7 +64,7 @@ def main(argv):
   if FLAGS.mode == 'train':
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   else:
-    train.evaluate(FLAGS.config, FLAGS.workdir)
+    train.evaluate_checkpoint(FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == '__main__':
