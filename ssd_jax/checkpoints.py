@@ -81,8 +81,18 @@ def create_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.Check
                                          best_mode='max', create=True,
                                          enable_async_checkpointing=True)
   logging.getLogger('absl').addFilter(_NO_METRICS_WARNING)
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
-                               options=options, item_names=(STATE, META))
+  directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  while True:
+    try:
+      return ocp.CheckpointManager(directory, options=options, item_names=(STATE, META))
+    except ValueError as e:  # Orbax reads every step's metrics file here; one may be cut off.
+      damaged = find_damage(directory, e, '*/metrics/metrics')
+      if damaged is None or not damaged.endswith(os.path.join('metrics', 'metrics')):
+        raise
+      step = int(os.path.basename(os.path.dirname(os.path.dirname(damaged))))
+      moved = _move_aside(directory, step)
+      report.note(f'Checkpoint step {step} is unreadable: {damaged}: {_reason(e)}. Moved it to '
+                  f'{moved}.')
 
 
 _NO_METRICS_WARNING = _NoMetricsWarning()
@@ -129,13 +139,14 @@ def _messages(error: BaseException):
     error = error.__cause__ or error.__context__
 
 
-def find_damage(step_dir: str, error: BaseException) -> str | None:
+def find_damage(step_dir: str, error: BaseException, json_files: str = '**') -> str | None:
   """The file of `step_dir` that made a restore fail with `error`; None if not damage.
 
-  Damage is a JSON file that does not parse or an array read that TensorStore reports as out
-  of range, lost or missing. Other errors (a tree that does not fit) are not damage.
+  Damage is a JSON file (among `json_files`, a glob) that does not parse or an array read
+  that TensorStore reports as out of range, lost or missing. Other errors (a tree that does
+  not fit) are not damage.
   """
-  for path in sorted(glob.glob(os.path.join(step_dir, '**'), recursive=True)):
+  for path in sorted(glob.glob(os.path.join(step_dir, json_files), recursive=True)):
     name = os.path.basename(path)
     if (not os.path.isfile(path) or name in ('manifest.ocdbt', 'commit_success.txt') or
         os.path.basename(os.path.dirname(path)) == 'd'):
@@ -163,19 +174,18 @@ def _reason(error: BaseException) -> str:
   return text[-1].splitlines()[0][:300] if text else type(error).__name__
 
 
-def _move_aside(manager: ocp.CheckpointManager, step: int) -> str:
+def _move_aside(directory: str, step: int) -> str:
   """Moves a step folder to `<workdir>/checkpoints_corrupt/<step>` (never deletes it)."""
-  parent = os.path.join(os.path.dirname(str(manager.directory)), 'checkpoints_corrupt')
+  parent = os.path.join(os.path.dirname(directory), 'checkpoints_corrupt')
   target = os.path.join(parent, str(step))
   if jax.process_index() == 0:
     os.makedirs(parent, exist_ok=True)
     n = 1
     while os.path.exists(target):
       target, n = os.path.join(parent, f'{step}.{n}'), n + 1
-    os.rename(os.path.join(str(manager.directory), str(step)), target)
+    os.rename(os.path.join(directory, str(step)), target)
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(f'ssd_jax:checkpoint_moved:{step}')
-  manager.reload()
   return target
 
 
@@ -212,7 +222,8 @@ def restore(manager: ocp.CheckpointManager, state, config, step: int | None = No
       if step is not None:
         raise errors.UserError(f'{problem}. Pick another --config.eval_step (saved steps: '
                                f'{sorted(manager.all_steps())}).') from e
-    moved = _move_aside(manager, current)
+    moved = _move_aside(str(manager.directory), current)
+    manager.reload()
     older = manager.latest_step()
     report.note(f'{problem}. Moved it to {moved}; ' +
                 (f'using step {older}.' if older is not None else 'no older checkpoint left.'))

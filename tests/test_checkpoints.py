@@ -21,3 +21,18 @@ def test_the_best_step_survives_any_number_of_restarts(tmp_path):
   manager = checkpoints.create_manager(str(tmp_path), config)
   assert sorted(manager.all_steps()) == [1, 5, 6]
   assert manager.metrics(1) == {'mAP': 0.9}
+
+
+def test_a_cut_off_metrics_file_sets_its_step_aside(tmp_path, capsys):
+  config = smoke.get_config()
+  manager = checkpoints.create_manager(str(tmp_path), config)
+  for step in (1, 2):
+    checkpoints.save(manager, step, {'w': np.zeros(3, np.float32)}, config,
+                     metrics={'mAP': 0.5})
+  checkpoints.wait_until_finished(manager)
+  damaged = tmp_path / 'checkpoints' / '2' / 'metrics' / 'metrics'
+  damaged.write_text('{"mA')
+  manager = checkpoints.create_manager(str(tmp_path), config)  # orbax reads every metrics file
+  assert sorted(manager.all_steps()) == [1]
+  assert (tmp_path / 'checkpoints_corrupt' / '2' / 'metrics' / 'metrics').exists()
+  assert f'Checkpoint step 2 is unreadable: {damaged}:' in capsys.readouterr().out
