@@ -99,7 +99,7 @@ _NO_METRICS_WARNING = _NoMetricsWarning()
 
 
 def _raise_if_disk_full(manager: ocp.CheckpointManager, step: int, error: BaseException):
-  """A full disk during a save: removes the step's partial folder, raises a UserError."""
+  """A full disk during a save: removes the partial step folders, raises a UserError."""
   folder = os.path.join(manager.directory, str(step))
   failure = workdir_lib.disk_full_error(folder, error)
   if failure is None:
@@ -143,8 +143,8 @@ def find_damage(step_dir: str, error: BaseException, json_files: str = '**') -> 
   """The file of `step_dir` that made a restore fail with `error`; None if not damage.
 
   Damage is a JSON file (among `json_files`, a glob) that does not parse or an array read
-  that TensorStore reports as out of range, lost or missing. Other errors (a tree that does
-  not fit) are not damage.
+  that TensorStore reports as out of range, lost or failing. Other errors (a tree that does
+  not fit, an array missing from the checkpoint) are not damage: they propagate.
   """
   for path in sorted(glob.glob(os.path.join(step_dir, json_files), recursive=True)):
     name = os.path.basename(path)
@@ -157,7 +157,7 @@ def find_damage(step_dir: str, error: BaseException, json_files: str = '**') -> 
     except (ValueError, UnicodeDecodeError):
       return path
   text = '\n'.join(_messages(error))
-  if not re.search(r'OUT_OF_RANGE|DATA_LOSS|NOT_FOUND|Error reading', text):
+  if not re.search(r'OUT_OF_RANGE|DATA_LOSS|Error reading', text):  # not 'Error opening'
     return None
   size = re.search(r'value of size (\d+)', text)
   if size:  # TensorStore names the array, not the file: a data file of that (short) size.
