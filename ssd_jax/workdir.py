@@ -141,8 +141,12 @@ def _try_lock(path: str, record: dict) -> dict | None:
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
   except FileExistsError:
     return _read(path) or {}
-  with os.fdopen(fd, 'w') as f:
-    json.dump(record, f)
+  try:
+    with os.fdopen(fd, 'w') as f:
+      json.dump(record, f)
+  except OSError as e:
+    os.remove(path)
+    raise (_disk_full(path, e) if e.errno == errno.ENOSPC else e) from e
   return None
 
 
@@ -175,6 +179,8 @@ def _acquire(workdir: str, mode: str) -> str:
     if _read(aside) != holder:  # Renamed a newer run's lock: put it back, let it win.
       with contextlib.suppress(OSError):
         os.link(aside, path)
+      os.remove(aside)
+      continue
     os.remove(aside)
     report.note(f'Took over the stale lock {path} of a process that no longer runs '
                 f'({_describe(holder)}).' if holder else
