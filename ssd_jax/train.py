@@ -27,11 +27,13 @@ import tensorflow_datasets as tfds
 from ssd_jax import anchors
 from ssd_jax import checkpoints
 from ssd_jax import describe
+from ssd_jax import errors
 from ssd_jax import evaluation
 from ssd_jax import losses
 from ssd_jax import models
 from ssd_jax import postprocess
 from ssd_jax import visualize
+from ssd_jax import workdir as workdir_lib
 from ssd_jax.data import input_pipeline
 
 STEP_KEYS = ('image', 'boxes', 'labels', 'mask')  # What the train step reads from a batch.
@@ -181,7 +183,7 @@ def create_evaluator(config: ml_collections.ConfigDict, info):
   raise ValueError(f"eval.metric={metric!r}; expected 'voc07', 'voc' or 'coco'.")
 
 
-def evaluate_model(config, variables, eval_fn, mesh, info, *, num_images_to_draw=0):
+def score_split(config, variables, eval_fn, mesh, info, *, num_images_to_draw=0):
   """Runs the eval split through `eval_fn`; returns (EvalResult, drawn preview images).
 
   Every process reads its own part of the split; batch and detections are gathered so that
@@ -207,8 +209,13 @@ def evaluate_model(config, variables, eval_fn, mesh, info, *, num_images_to_draw
   return evaluator.evaluate(), previews
 
 
-def write_eval(workdir: str, step: int, result, writer) -> None:
-  """Prints the per-class table; writes <workdir>/eval/step_<N>.json and TensorBoard scalars."""
+def write_eval(workdir: str, step: int, result, writer, metric: str) -> None:
+  """Prints the per-class table; merges into <workdir>/eval/step_<N>.json; TensorBoard scalars.
+
+  The file keeps every metric computed for the step under `by_metric[<metric>]`; its top level
+  (`metric`, `metrics`, per-class counts) is the metric it was first written with (the training
+  run's), and is updated only by a new evaluation with that same metric.
+  """
   table = evaluation.format_table(result.metrics, result.class_names, result.num_ground_truth,
                                   result.num_detections)
   print(f'Evaluation at step {step}:\n{table}', flush=True)
@@ -216,12 +223,42 @@ def write_eval(workdir: str, step: int, result, writer) -> None:
     return
   os.makedirs(os.path.join(workdir, 'eval'), exist_ok=True)
   path = os.path.join(workdir, 'eval', f'step_{step}.json')
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(evaluation.to_json_dict(result, step=step), f, indent=2)
-  os.replace(tmp, path)  # never a partial file
-  writer.write_scalars(step, {f'eval/{k}': v for k, v in result.metrics.items()
+  doc = evaluation.to_json_dict(result, step=step, metric=metric)
+  try:
+    with open(path) as f:
+      old = json.load(f)
+  except (FileNotFoundError, ValueError):
+    old = None
+  first = old is None or old.get('metric') == metric  # (files of older versions: no 'metric')
+  if not first:
+    doc = old
+  doc['by_metric'] = (old or {}).get('by_metric', {})
+  doc['by_metric'][metric] = evaluation.to_json_dict(result)
+  workdir_lib.write_atomic(path, json.dumps(doc, indent=2))  # never a partial file
+  prefix = 'eval' if first else f'eval_{metric}'
+  writer.write_scalars(step, {f'{prefix}/{k}': v for k, v in result.metrics.items()
                               if np.isfinite(v)})
+
+
+def write_config(workdir: str, config: ml_collections.ConfigDict, step: int | None) -> None:
+  """Writes <workdir>/config.json; a different previous one is kept as config.<step>.json.
+
+  Called after the restore (and its signature check) passed, so a rejected run changes nothing.
+  """
+  if jax.process_index() != 0:
+    return
+  path = os.path.join(workdir, 'config.json')
+  text = config.to_json_best_effort(indent=2)
+  if os.path.exists(path):
+    with open(path) as f:
+      old = f.read()
+    if old == text:
+      return
+    kept, n = os.path.join(workdir, f'config.{step or 0}.json'), 1
+    while os.path.exists(kept):
+      kept, n = os.path.join(workdir, f'config.{step or 0}.{n}.json'), n + 1
+    workdir_lib.write_atomic(kept, old)
+  workdir_lib.write_atomic(path, text)
 
 
 def _check_finite(pending: list) -> None:
@@ -256,16 +293,19 @@ def _setup(config, workdir):
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains `config.num_train_steps` steps (resuming from `workdir`), evaluating periodically.
 
-  Returns the metrics of the final evaluation.
+  Holds the workdir lock for the run. Returns the metrics of the final evaluation.
   """
+  workdir_lib.check(workdir, 'train')
   os.makedirs(workdir, exist_ok=True)
+  with workdir_lib.lock(workdir, 'train'):
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   mesh, info, state, train_fn, eval_fn, manager = _setup(config, workdir)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
-
   state, start_step = checkpoints.restore(manager, state, config)
+  write_config(workdir, config, start_step)
   if start_step is not None:
     print(f'Resuming from the checkpoint of step {start_step} in {workdir}.', flush=True)
   else:
@@ -306,28 +346,37 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             flush=True)
       pending, last_log = [], (step, time.perf_counter())
     if is_eval:
-      result, previews = evaluate_model(config, state.variables, eval_fn, mesh, info,
-                                        num_images_to_draw=4)
+      result, previews = score_split(config, state.variables, eval_fn, mesh, info,
+                                     num_images_to_draw=4)
       metrics = result.metrics
-      write_eval(workdir, step, result, writer)
+      write_eval(workdir, step, result, writer, config.eval.metric)
       if previews and jax.process_index() == 0:
         writer.write_images(step, {'eval/detections': np.stack(previews)})
     if is_save:
       checkpoints.save(manager, step, state, config,
                        metrics={'mAP': metrics['mAP']} if is_eval else None)
-  manager.wait_until_finished()
+  checkpoints.wait_until_finished(manager)
   writer.flush()
   return metrics
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Restores `config.eval_step` (default: the latest) from `workdir` and evaluates it."""
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Restores `config.eval_step` (default: the latest) from `workdir` and evaluates it.
+
+  A missing or empty `workdir` is a UserError and creates nothing; holds the workdir lock.
+  """
+  workdir_lib.check(workdir, 'eval')
+  with workdir_lib.lock(workdir, 'eval'):
+    return _evaluate_checkpoint(config, workdir)
+
+
+def _evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   mesh, info, state, _, eval_fn, manager = _setup(config, workdir)
   state, step = checkpoints.restore(manager, state, config, config.eval_step)
   if step is None:
-    raise FileNotFoundError(f'No checkpoint to evaluate in {workdir}/checkpoints.')
-  result, _ = evaluate_model(config, state.variables, eval_fn, mesh, info)
-  write_eval(workdir, step, result, writer)
+    raise errors.UserError(f'No readable checkpoint left to evaluate in {manager.directory}.')
+  result, _ = score_split(config, state.variables, eval_fn, mesh, info)
+  write_eval(workdir, step, result, writer, config.eval.metric)
   writer.flush()
   return result.metrics
