@@ -31,6 +31,7 @@ from experiments import sweeps
 from ssd_jax import anchors
 from ssd_jax import config_keys
 from ssd_jax import errors
+from ssd_jax import file_io
 from ssd_jax import report
 
 MANIFEST = 'sweep.json'
@@ -109,7 +110,7 @@ def _config_dict(config) -> dict:
 
 def _write_json(path: str, data) -> None:
   """Writes `data` as JSON atomically (never a partial file)."""
-  sweep_results.write_atomic(path, json.dumps(_plain(data), indent=2))
+  file_io.write_text(path, json.dumps(_plain(data), indent=2))
 
 
 def check_workdir(workdir: str, sweep: str, base, variants) -> None:

@@ -5,6 +5,8 @@ the columns are documented in docs/sweeps.md.
 """
 
 import csv
+import functools
+import io
 import json
 import math
 import os
@@ -15,6 +17,7 @@ import matplotlib.ticker  # pylint: disable=g-import-not-at-top
 from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
+from ssd_jax import file_io
 from ssd_jax.evaluation import size_bins
 
 COLUMNS = ('variant', 'boxes_per_cell', 'priors', 'seeds', 'mAP', 'mAP_std', 'mAP_small',
@@ -75,22 +78,16 @@ def write_markdown(path: str, rows: list[dict], title: str, missing: list[str]) 
                  f"{_fmt(r['inference_images_per_s'], 1)} |")
   if missing:
     lines += ['', f"Not finished yet: {', '.join(missing)}."]
-  write_atomic(path, '\n'.join(lines) + '\n')
-
-
-def _tmp(path: str) -> str:
-  """A temporary name next to `path`, distinct per process (array jobs write concurrently)."""
-  return f'{path}.{os.getpid()}.tmp'
+  file_io.write_text(path, '\n'.join(lines) + '\n')
 
 
 def write_csv(path: str, rows: list[dict]) -> None:
-  tmp = _tmp(path)
-  with open(tmp, 'w', newline='') as f:
-    writer = csv.DictWriter(f, fieldnames=COLUMNS)
-    writer.writeheader()
-    for r in rows:
-      writer.writerow({k: '' if r[k] is None else r[k] for k in COLUMNS})
-  os.replace(tmp, path)
+  text = io.StringIO(newline='')
+  writer = csv.DictWriter(text, fieldnames=COLUMNS)
+  writer.writeheader()
+  for r in rows:
+    writer.writerow({k: '' if r[k] is None else r[k] for k in COLUMNS})
+  file_io.write_text(path, text.getvalue())
 
 
 def write_plot(path: str, rows: list[dict], title: str) -> None:
@@ -113,10 +110,10 @@ def write_plot(path: str, rows: list[dict], title: str) -> None:
   ax.set_title(title)
   ax.grid(True, alpha=0.3)
   fig.tight_layout()
-  tmp = _tmp(path)
-  fig.savefig(tmp, dpi=120, format='png')
-  plt.close(fig)
-  os.replace(tmp, path)
+  try:
+    file_io.write_atomically(path, functools.partial(fig.savefig, dpi=120, format='png'))
+  finally:
+    plt.close(fig)
 
 
 def write_all(workdir: str, rows: list[dict], title: str, missing: list[str]) -> list[str]:
@@ -126,11 +123,3 @@ def write_all(workdir: str, rows: list[dict], title: str, missing: list[str]) ->
   write_csv(paths[1], rows)
   write_plot(paths[2], rows, title)
   return paths
-
-
-def write_atomic(path: str, text: str) -> None:
-  """Writes `text` to `path` through a temporary file: never a partial file."""
-  tmp = _tmp(path)
-  with open(tmp, 'w') as f:
-    f.write(text)
-  os.replace(tmp, path)

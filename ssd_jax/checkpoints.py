@@ -25,13 +25,15 @@ import orbax.checkpoint as ocp
 from ssd_jax import anchors
 from ssd_jax import errors
 from ssd_jax import report
-from ssd_jax import workdir as workdir_lib
 
 STATE, META = 'state', 'meta'
 
 
-def model_signature(config: ml_collections.ConfigDict) -> dict:
-  """What a checkpoint's parameters depend on; a restore checks it key by key."""
+def model_signature(config: ml_collections.ConfigDict, priors: anchors.DefaultBoxes) -> dict:
+  """What a checkpoint's parameters depend on; a restore checks it key by key.
+
+  `priors` are the run's default boxes (`anchors.from_config(config)`), computed once.
+  """
   return {
       'model.arch': config.model.arch,
       'model.input_size': config.model.input_size,
@@ -39,19 +41,23 @@ def model_signature(config: ml_collections.ConfigDict) -> dict:
       'model.norm': config.model.norm,  # adds or removes parameters and batch_stats
       'model.num_classes': config.model.num_classes,
       'model.num_sources': config.model.num_sources,
-      'anchors.boxes_per_cell': anchors.boxes_per_cell(config),
+      'model.skip_sources': config.model.skip_sources,  # which layers feed the heads
+      'anchors.boxes_per_cell': list(priors.boxes_per_cell),
       'input.class_names': list(config.input.class_names),
   }
 
 
-def check_signature(saved: dict, config: ml_collections.ConfigDict, where: str) -> None:
-  """Raises ValueError naming every key whose checkpoint value differs from the config's."""
-  current = model_signature(config)
-  diffs = [f'{k}: checkpoint has {saved.get(k)!r}, config has {v!r}'
-           for k, v in current.items() if saved.get(k) != v]
+def check_signature(saved: dict, signature: dict, where: str) -> None:
+  """Raises a UserError naming every key whose checkpoint value differs from `signature`.
+
+  A key the checkpoint lacks (written before the key existed) is taken as the default.
+  """
+  defaults = {'model.skip_sources': 0}
+  diffs = [f'{k}: checkpoint has {saved.get(k, defaults.get(k))!r}, config has {v!r}'
+           for k, v in signature.items() if saved.get(k, defaults.get(k)) != v]
   if diffs:
-    raise ValueError(f'The checkpoint in {where} does not fit this config:\n  ' +
-                     '\n  '.join(diffs))
+    raise errors.UserError(f'The checkpoint in {where} does not fit this config: ' +
+                           '; '.join(diffs) + '.')
 
 
 def _map(metrics: dict) -> float:
@@ -101,23 +107,23 @@ _NO_METRICS_WARNING = _NoMetricsWarning()
 def _raise_if_disk_full(manager: ocp.CheckpointManager, step: int, error: BaseException):
   """A full disk during a save: removes the partial step folders, raises a UserError."""
   folder = os.path.join(manager.directory, str(step))
-  failure = workdir_lib.disk_full_error(folder, error)
-  if failure is None:
+  if errors.find_disk_full(error) is None:
     return
   with contextlib.suppress(Exception):  # Let a save still in flight end (or fail) first.
     manager.wait_until_finished()
   if jax.process_index() == 0:  # No save is running any more: every partial folder is ours.
     for partial in glob.glob(os.path.join(manager.directory, '*.orbax-checkpoint-tmp*')):
       shutil.rmtree(partial, ignore_errors=True)
-  raise failure from error
+  raise errors.disk_full(folder) from error
 
 
-def save(manager: ocp.CheckpointManager, step: int, state, config, metrics=None) -> None:
-  """Starts an async save of `state` (+ `metrics` of an evaluation at this step)."""
+def save(manager: ocp.CheckpointManager, step: int, state, signature: dict,
+         metrics=None) -> None:
+  """Starts an async save of `state` with its `model_signature` (+ eval `metrics`)."""
   try:
     manager.save(step, args=ocp.args.Composite(**{
         STATE: ocp.args.StandardSave(state),
-        META: ocp.args.JsonSave(model_signature(config))}), metrics=metrics)
+        META: ocp.args.JsonSave(signature)}), metrics=metrics)
   except Exception as e:  # pylint: disable=broad-except
     _raise_if_disk_full(manager, step, e)
     raise
@@ -189,16 +195,18 @@ def _move_aside(directory: str, step: int) -> str:
   return target
 
 
-def _restore_step(manager: ocp.CheckpointManager, state, config, step: int):
+def _restore_step(manager: ocp.CheckpointManager, state, signature: dict, step: int):
   meta = manager.restore(step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()}))[META]
-  check_signature(meta, config, f'{manager.directory} (step {step})')
+  check_signature(meta, signature, f'{manager.directory} (step {step})')
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
   return manager.restore(step, args=ocp.args.Composite(**{
       STATE: ocp.args.StandardRestore(abstract)}))[STATE]
 
 
-def restore(manager: ocp.CheckpointManager, state, config, step: int | None = None):
+def restore(manager: ocp.CheckpointManager, state, signature: dict, step: int | None = None):
   """Restores `step` (default: the latest) into the structure and shardings of `state`.
+
+  The checkpoint's `model_signature` must equal `signature` (else a UserError naming the keys).
 
   Returns (state, step), or (state, None) unchanged when there is no checkpoint. A damaged
   latest step is moved aside (`_move_aside`) and the next older one tried, saying so in one
@@ -213,7 +221,7 @@ def restore(manager: ocp.CheckpointManager, state, config, step: int | None = No
       return state, None
     step_dir = os.path.join(str(manager.directory), str(current))
     try:
-      return _restore_step(manager, state, config, current), current
+      return _restore_step(manager, state, signature, current), current
     except Exception as e:  # pylint: disable=broad-except
       damaged = find_damage(step_dir, e)
       if damaged is None:

@@ -6,6 +6,7 @@ state is replicated; `jax.jit` inserts the gradient all-reduce (this replaces `p
 is normalized by the number of positives of the whole global batch.
 """
 
+import dataclasses
 import functools
 import json
 import os
@@ -29,9 +30,11 @@ from ssd_jax import checkpoints
 from ssd_jax import describe
 from ssd_jax import errors
 from ssd_jax import evaluation
+from ssd_jax import file_io
 from ssd_jax import losses
 from ssd_jax import models
 from ssd_jax import postprocess
+from ssd_jax import report
 from ssd_jax import visualize
 from ssd_jax import workdir as workdir_lib
 from ssd_jax.data import input_pipeline
@@ -218,7 +221,7 @@ def write_eval(workdir: str, step: int, result, writer, metric: str) -> None:
   """
   table = evaluation.format_table(result.metrics, result.class_names, result.num_ground_truth,
                                   result.num_detections)
-  print(f'Evaluation at step {step}:\n{table}', flush=True)
+  report.note(f'Evaluation at step {step}:\n{table}')
   if jax.process_index() != 0:
     return
   os.makedirs(os.path.join(workdir, 'eval'), exist_ok=True)
@@ -234,7 +237,7 @@ def write_eval(workdir: str, step: int, result, writer, metric: str) -> None:
     doc = old
   doc['by_metric'] = (old or {}).get('by_metric', {})
   doc['by_metric'][metric] = evaluation.to_json_dict(result)
-  workdir_lib.write_atomic(path, json.dumps(doc, indent=2))  # never a partial file
+  file_io.write_text(path, json.dumps(doc, indent=2))  # never a partial file
   prefix = 'eval' if first else f'eval_{metric}'
   writer.write_scalars(step, {f'{prefix}/{k}': v for k, v in result.metrics.items()
                               if np.isfinite(v)})
@@ -257,8 +260,8 @@ def write_config(workdir: str, config: ml_collections.ConfigDict, step: int | No
     kept, n = os.path.join(workdir, f'config.{step or 0}.json'), 1
     while os.path.exists(kept):
       kept, n = os.path.join(workdir, f'config.{step or 0}.{n}.json'), n + 1
-    workdir_lib.write_atomic(kept, old)
-  workdir_lib.write_atomic(path, text)
+    file_io.write_text(kept, old)
+  file_io.write_text(path, text)
 
 
 def _check_finite(pending: list) -> None:
@@ -270,24 +273,37 @@ def _check_finite(pending: list) -> None:
           'Try a lower optimizer.learning_rate, a longer warmup or optimizer.grad_clip_norm.')
 
 
-def _setup(config, workdir):
-  """The pieces both training and evaluation need."""
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+  """What training and evaluation share, built once per run by `_setup`."""
+  mesh: jax.sharding.Mesh
+  info: input_pipeline.DatasetInfo
+  state: TrainState
+  train_fn: Any
+  eval_fn: Any
+  manager: Any  # orbax CheckpointManager
+  signature: dict  # checkpoints.model_signature: what a restore must agree with.
+
+
+def _setup(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
+  """Data set info, default boxes (once), model, state, compiled steps, checkpoint manager."""
   tf.config.set_visible_devices([], 'GPU')
   mesh = make_mesh()
   info = input_pipeline.get_dataset_info(config)
   if tuple(info.class_names) != tuple(config.input.class_names):
-    raise ValueError(f'config.input.class_names {tuple(config.input.class_names)} differ from '
-                     f'the data set\'s {tuple(info.class_names)}.')
+    raise errors.UserError(f'config.input.class_names {tuple(config.input.class_names)} differ '
+                           f'from the data set\'s {tuple(info.class_names)}.')
   if len(info.class_names) != config.model.num_classes:
-    raise ValueError(f'config.model.num_classes={config.model.num_classes} but the data set '
-                     f'has {len(info.class_names)} classes.')
-  priors = anchors.from_config(config)  # Computed once; the model and steps get them.
-  print(describe.format_summary(describe.describe(config, priors)), flush=True)
+    raise errors.UserError(f'config.model.num_classes={config.model.num_classes} but the data '
+                           f'set has {len(info.class_names)} classes.')
+  priors = anchors.from_config(config)  # Computed once; the model, steps and signature get them.
+  report.note(describe.format_summary(describe.describe(config, priors)))
   model = models.create_model(config.model, priors.boxes_per_cell)
   state = create_train_state(config, model, jax.random.PRNGKey(config.seed), mesh)
   train_fn, eval_fn = compile_steps(config, mesh, state.apply_fn, priors.boxes)
-  manager = checkpoints.create_manager(workdir, config)
-  return mesh, info, state, train_fn, eval_fn, manager
+  return _Setup(mesh=mesh, info=info, state=state, train_fn=train_fn, eval_fn=eval_fn,
+                manager=checkpoints.create_manager(workdir, config),
+                signature=checkpoints.model_signature(config, priors))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -303,11 +319,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-  mesh, info, state, train_fn, eval_fn, manager = _setup(config, workdir)
-  state, start_step = checkpoints.restore(manager, state, config)
+  run = _setup(config, workdir)
+  mesh, info, train_fn, eval_fn, manager = (run.mesh, run.info, run.train_fn, run.eval_fn,
+                                            run.manager)
+  state, start_step = checkpoints.restore(manager, run.state, run.signature)
   write_config(workdir, config, start_step)
   if start_step is not None:
-    print(f'Resuming from the checkpoint of step {start_step} in {workdir}.', flush=True)
+    report.note(f'Resuming from the checkpoint of step {start_step} in {workdir}.')
   else:
     start_step = 0
     if config.init_from:
@@ -315,12 +333,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
           jax.device_get(state.params), checkpoints.load_params(config.init_from))
       state = state.replace(params=jax.device_put(params, jax.sharding.NamedSharding(
           mesh, jax.sharding.PartitionSpec())))
-      print(f'Initialized {len(loaded)} arrays from {config.init_from}.', flush=True)
+      report.note(f'Initialized {len(loaded)} arrays from {config.init_from}.')
 
   train_iter = iter(tfds.as_numpy(input_pipeline.create_train_dataset(
       config, start_step=start_step)))
-  report = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
-                                           writer=writer)
+  progress = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
+                                             writer=writer)
   total = config.num_train_steps
   metrics = None
   pending, last_log = [], (start_step, time.perf_counter())
@@ -329,7 +347,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       batch = global_batch(next(train_iter), mesh, STEP_KEYS)
       state, step_metrics = train_fn(state, batch)
     pending.append((step, step_metrics))
-    report(step)
+    progress(step)
     is_eval = step % config.eval.every_steps == 0 or step == total
     is_save = is_eval or step % config.checkpoint_every_steps == 0
     if step % config.log_every_steps == 0 or is_save:
@@ -340,10 +358,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       steps_per_s = (step - last_log[0]) / seconds
       scalars['images_per_s'] = steps_per_s * config.input.batch_size
       writer.write_scalars(step, {f'train/{k}': v for k, v in scalars.items()})
-      print(f"step {step}/{total}: loss {scalars['loss']:.4f} (loc {scalars['loc_loss']:.4f}, "
-            f"conf {scalars['conf_loss']:.4f}), lr {scalars['learning_rate']:.2e}, "
-            f"{scalars['images_per_s']:.1f} images/s, ETA {(total - step) / steps_per_s / 60:.1f} min",
-            flush=True)
+      report.note(f"step {step}/{total}: loss {scalars['loss']:.4f} (loc "
+                  f"{scalars['loc_loss']:.4f}, conf {scalars['conf_loss']:.4f}), lr "
+                  f"{scalars['learning_rate']:.2e}, {scalars['images_per_s']:.1f} images/s, "
+                  f"ETA {(total - step) / steps_per_s / 60:.1f} min")
       pending, last_log = [], (step, time.perf_counter())
     if is_eval:
       result, previews = score_split(config, state.variables, eval_fn, mesh, info,
@@ -353,7 +371,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       if previews and jax.process_index() == 0:
         writer.write_images(step, {'eval/detections': np.stack(previews)})
     if is_save:
-      checkpoints.save(manager, step, state, config,
+      checkpoints.save(manager, step, state, run.signature,
                        metrics={'mAP': metrics['mAP']} if is_eval else None)
   checkpoints.wait_until_finished(manager)
   writer.flush()
@@ -372,11 +390,11 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
 
 def _evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-  mesh, info, state, _, eval_fn, manager = _setup(config, workdir)
-  state, step = checkpoints.restore(manager, state, config, config.eval_step)
+  run = _setup(config, workdir)
+  state, step = checkpoints.restore(run.manager, run.state, run.signature, config.eval_step)
   if step is None:
-    raise errors.UserError(f'No readable checkpoint left to evaluate in {manager.directory}.')
-  result, _ = score_split(config, state.variables, eval_fn, mesh, info)
+    raise errors.UserError(f'No readable checkpoint left to evaluate in {run.manager.directory}.')
+  result, _ = score_split(config, state.variables, run.eval_fn, run.mesh, run.info)
   write_eval(workdir, step, result, writer, config.eval.metric)
   writer.flush()
   return result.metrics

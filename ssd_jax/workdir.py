@@ -12,10 +12,8 @@ names it and the file to delete if that run is gone.
 
 import contextlib
 import datetime
-import errno
 import json
 import os
-import shutil
 import socket
 import time
 import uuid
@@ -28,51 +26,6 @@ from ssd_jax import errors
 from ssd_jax import report
 
 LOCK = 'lock'
-
-
-def _disk_full(path: str, error: OSError) -> errors.UserError:
-  """The one-line error for ENOSPC while writing `path`, with the free space left."""
-  folder = os.path.dirname(os.path.abspath(path))
-  try:
-    free = f'{shutil.disk_usage(folder).free / 2**20:.1f} MiB free'
-  except OSError:
-    free = 'free space unknown'
-  return errors.UserError(f'No space left on the device while writing {path} ({free} in '
-                          f'{folder}): {error.strerror or error}.')
-
-
-def is_disk_full(error: BaseException) -> OSError | None:
-  """The ENOSPC OSError in `error`'s cause/context chain, if any."""
-  while error is not None:
-    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-      return error
-    error = error.__cause__ or error.__context__
-  return None
-
-
-def disk_full_error(path: str, error: BaseException) -> errors.UserError | None:
-  """A UserError naming `path` when `error` is (caused by) a full disk, else None."""
-  full = is_disk_full(error)
-  return None if full is None else _disk_full(path, full)
-
-
-def write_atomic(path: str, text: str) -> None:
-  """Writes `text` to `path` through a temporary file and `os.replace`: never a partial file.
-
-  A full disk raises a UserError naming `path` and leaves neither `path` changed nor the
-  temporary file behind.
-  """
-  tmp = f'{path}.tmp{os.getpid()}'
-  try:
-    with open(tmp, 'w') as f:
-      f.write(text)
-    os.replace(tmp, path)
-  except OSError as e:
-    with contextlib.suppress(OSError):
-      os.remove(tmp)
-    if e.errno == errno.ENOSPC:
-      raise _disk_full(path, e) from e
-    raise
 
 
 def check(workdir: str, mode: str) -> None:
@@ -146,7 +99,7 @@ def _try_lock(path: str, record: dict) -> dict | None:
       json.dump(record, f)
   except OSError as e:
     os.remove(path)
-    raise (_disk_full(path, e) if e.errno == errno.ENOSPC else e) from e
+    raise (errors.disk_full(path) if errors.find_disk_full(e) else e) from e
   return None
 
 

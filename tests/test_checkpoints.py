@@ -3,7 +3,12 @@
 import numpy as np
 
 from configs import smoke
+from ssd_jax import anchors
 from ssd_jax import checkpoints
+
+
+def signature(config):
+  return checkpoints.model_signature(config, anchors.from_config(config))
 
 
 def test_the_best_step_survives_any_number_of_restarts(tmp_path):
@@ -14,7 +19,7 @@ def test_the_best_step_survives_any_number_of_restarts(tmp_path):
   for run in runs:  # each run is a fresh manager that knows earlier mAPs only from disk
     manager = checkpoints.create_manager(str(tmp_path), config)
     for step, mAP in run:
-      checkpoints.save(manager, step, state, config,
+      checkpoints.save(manager, step, state, signature(config),
                        metrics=None if mAP is None else {'mAP': mAP})
     checkpoints.wait_until_finished(manager)
     manager.close()
@@ -27,7 +32,7 @@ def test_a_cut_off_metrics_file_sets_its_step_aside(tmp_path, capsys):
   config = smoke.get_config()
   manager = checkpoints.create_manager(str(tmp_path), config)
   for step in (1, 2):
-    checkpoints.save(manager, step, {'w': np.zeros(3, np.float32)}, config,
+    checkpoints.save(manager, step, {'w': np.zeros(3, np.float32)}, signature(config),
                      metrics={'mAP': 0.5})
   checkpoints.wait_until_finished(manager)
   damaged = tmp_path / 'checkpoints' / '2' / 'metrics' / 'metrics'

@@ -27,6 +27,11 @@ def data_dir(tmp_path_factory):
   return str(tmp_path_factory.mktemp('tfds'))
 
 
+def signature(config):
+  """The checkpoint signature a run of `config` writes and checks."""
+  return checkpoints.model_signature(config, anchors.from_config(config))
+
+
 def new_state(config):
   """A freshly initialized train state for `config` (one device)."""
   model = models.create_model(config.model, anchors.from_config(config).boxes_per_cell)
@@ -90,7 +95,7 @@ def test_resume_continues_from_the_saved_step(trained, data_dir, tmp_path, capsy
   manager = checkpoints.create_manager(resumed, config)
   assert sorted(manager.all_steps()) == [4, 8, 10]  # the last two and the best
   state = new_state(config)
-  state, step = checkpoints.restore(manager, state, config)
+  state, step = checkpoints.restore(manager, state, signature(config))
   assert step == 10 and int(state.step) == 10  # optimizer state carried the step count
   # The config changed on resume: config.json is the new one, the old is kept by its step.
   with open(os.path.join(resumed, 'config.json')) as f:
@@ -145,7 +150,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
   manager = checkpoints.create_manager(workdir, config)
   for step in manager.all_steps():  # every checkpoint left behind is finite
     state = new_state(config)
-    state, _ = checkpoints.restore(manager, state, config, step)
+    state, _ = checkpoints.restore(manager, state, signature(config), step)
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
 
 
@@ -236,7 +241,7 @@ def test_manager_keeps_the_last_n_and_the_best(tmp_path):
   manager = checkpoints.create_manager(str(tmp_path), config)
   state = {'w': np.zeros(3, np.float32)}
   for step, mAP in [(1, 0.1), (2, 0.9), (3, None), (4, 0.3), (5, 0.2)]:
-    checkpoints.save(manager, step, state, config,
+    checkpoints.save(manager, step, state, signature(config),
                      metrics=None if mAP is None else {'mAP': mAP})
   manager.wait_until_finished()
   assert sorted(manager.all_steps()) == [2, 4, 5]
@@ -280,9 +285,9 @@ def test_resume_falls_back_from_a_truncated_metadata_file(trained, data_dir, tmp
   manager = checkpoints.create_manager(copy, config)
   state = new_state(config)
   with pytest.raises(errors.UserError, match=f'Checkpoint step 8 is unreadable: {damaged}:'):
-    checkpoints.restore(manager, state, config, 8)  # a requested step: no silent fallback
+    checkpoints.restore(manager, state, signature(config), 8)  # a requested step: no silent fallback
   assert os.path.isdir(os.path.join(copy, 'checkpoints', '8'))
-  state, step = checkpoints.restore(manager, state, config)  # what a resume does
+  state, step = checkpoints.restore(manager, state, signature(config))  # what a resume does
   assert step == 4 and int(state.step) == 4
   assert os.path.isfile(os.path.join(copy, 'checkpoints_corrupt', '8', 'state', '_METADATA'))
   assert f'Checkpoint step 8 is unreadable: {damaged}:' in capsys.readouterr().out
@@ -349,7 +354,7 @@ def test_a_full_disk_while_writing_json_names_the_file(data_dir, tmp_path, monke
   monkeypatch.setattr(os, 'replace', full)
   config.num_train_steps = 99
   with pytest.raises(errors.UserError, match=(
-      rf'No space left on the device while writing {tmp_path}/config.8.json \(\d+\.\d MiB free')):
+      rf'cannot write {tmp_path}/config.8.json: disk full \(\d+\.\d MiB free')):
     train.write_config(str(tmp_path), config, 8)
   with open(path) as f:
     assert f.read() == before
@@ -365,11 +370,11 @@ def test_a_full_disk_while_saving_a_checkpoint_names_the_step(tmp_path, monkeypa
     os.makedirs(os.path.join(self.directory, f'{step}.orbax-checkpoint-tmp-1234', 'state'))
     raise OSError(errno.ENOSPC, 'No space left on device')
 
-  checkpoints.save(manager, 1, {'w': np.zeros(3, np.float32)}, config)
+  checkpoints.save(manager, 1, {'w': np.zeros(3, np.float32)}, signature(config))
   monkeypatch.setattr(type(manager), 'save', full)
   with pytest.raises(errors.UserError, match=(
-      rf'No space left on the device while writing {tmp_path}/checkpoints/2 \(\d+\.\d MiB')):
-    checkpoints.save(manager, 2, {'w': np.zeros(3, np.float32)}, config)
+      rf'cannot write {tmp_path}/checkpoints/2: disk full \(\d+\.\d MiB')):
+    checkpoints.save(manager, 2, {'w': np.zeros(3, np.float32)}, signature(config))
   monkeypatch.setattr(type(manager), 'save', real_save)
   manager.wait_until_finished()
   assert sorted(os.listdir(os.path.join(tmp_path, 'checkpoints'))) == ['1']  # nothing partial
