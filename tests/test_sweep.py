@@ -17,6 +17,7 @@ from configs import smoke
 from experiments import sweep
 from experiments import sweep_results
 from experiments import sweeps
+from ssd_jax import anchors
 from ssd_jax import checkpoints
 from ssd_jax import errors
 from ssd_jax import models
