@@ -22,6 +22,7 @@ from absl import flags
 from absl import logging
 from flax import traverse_util
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -234,16 +235,20 @@ def save_workdir(directory: str, config, params) -> None:
   from ssd_jax import models  # pylint: disable=g-import-not-at-top
   from ssd_jax import train  # pylint: disable=g-import-not-at-top  # imports TensorFlow
   model = models.create_model(config.model, anchors.from_config(config).boxes_per_cell)
-  state = train.create_train_state(config, model, jax.random.PRNGKey(config.seed))
-  want = traverse_util.flatten_dict(jax.device_get(state.params), sep='/')
+  size = config.model.input_size
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)))
+  want = traverse_util.flatten_dict(shapes['params'], sep='/')
   got = traverse_util.flatten_dict(params, sep='/')
-  diffs = sorted(f'{k}: {tuple(v.shape) if k in got else "missing"} vs the model\'s '
+  diffs = sorted(f'{k}: {tuple(got[k].shape) if k in got else "missing"} vs the model\'s '
                  f'{tuple(want[k].shape) if k in want else "none"}'
-                 for k, v in {**want, **got}.items()
+                 for k in {**want, **got}
                  if k not in got or k not in want or got[k].shape != want[k].shape)
-  if diffs:
+  if diffs or shapes.get('batch_stats'):
     raise ValueError(f'Converted parameters do not fit the model: {"; ".join(diffs[:5])}')
-  state = state.replace(params=jax.tree.map(np.asarray, params))
+  # The state train.create_train_state makes, without running the model's initializers.
+  state = train.TrainState.create(apply_fn=model.apply, params=jax.tree.map(jnp.asarray, params),
+                                  tx=train.create_optimizer(config), batch_stats={})
+  state = state.replace(step=jnp.asarray(0, jnp.int32))
   os.makedirs(directory)
   manager = checkpoints.create_manager(directory, config)
   checkpoints.save(manager, 0, state, config)
