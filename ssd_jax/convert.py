@@ -33,8 +33,14 @@ from ssd_jax.models import vgg
 
 FLAGS = flags.FLAGS
 PROG = 'ssd_jax.convert'
-flags.DEFINE_string('input', None, 'State dict: .safetensors, .npz, or .pth (needs torch).')
-flags.DEFINE_string('output', None, 'Folder to create (must not exist).')
+
+
+def define_flags() -> None:
+  """The command's flags; defined only when run as a command, so that importing the module
+  (tests, other commands with an --output flag) defines none."""
+  flags.DEFINE_string('input', None, 'State dict: .safetensors, .npz, or .pth (needs torch).')
+  flags.DEFINE_string('output', None, 'Folder to create (must not exist).')
+
 
 # conv1_1 .. conv5_3 in VGG16 order, and their indices in torchvision's `features` list (also
 # the keys of ssd.pytorch's vgg16_reducedfc.pth, which goes on with conv6 = 31, conv7 = 33).
@@ -289,5 +295,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/
   app.run(main)
