@@ -165,7 +165,9 @@ def from_torchvision_ssd300(state) -> dict:
   """torchvision's whole `ssd300_vgg16` detector state dict -> SSD params (arch ssd300)."""
   num_labels = torchvision_ssd300_num_classes(state)
   state_dicts.check(state, _torchvision_expected(num_labels), "torchvision 'ssd300_vgg16'")
-  conv = lambda name: {'conv': conv_params(state[f'{name}.weight'], state[f'{name}.bias'])}  # pylint: disable=g-long-lambda
+  def conv(name):
+    return {'conv': conv_params(state[f'{name}.weight'], state[f'{name}.bias'])}
+
   base = _base(state, 'backbone.features.', VGG_INDICES[:10], VGG_CONVS[:10])
   for name, j in zip(VGG_CONVS[10:], (1, 3, 5)):
     base[name] = conv(f'backbone.extra.0.{j}')
@@ -272,7 +274,10 @@ def convert(source: str, input_path: str, output: str) -> None:
     raise errors.UserError('--input is required: the state dict file.')
   _check_output(output)
   state = state_dicts.load(input_path)
-  params = SOURCES[source](state)
+  try:
+    params = SOURCES[source](state)
+  except errors.UserError as e:
+    raise errors.UserError(f'--input={input_path}: {e}') from None
   if source == 'torchvision-ssd300':
     config = torchvision_ssd300_config(torchvision_ssd300_num_classes(state))
     write_atomically(output, lambda tmp: save_workdir(tmp, config, params))

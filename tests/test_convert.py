@@ -146,7 +146,8 @@ def test_vgg16_reducedfc_conversion_loads_into_ssd512_with_any_class_count(tmp_p
   assert len(loaded_paths) == 30
   assert {pretrained.part_of(p) for p, _ in fresh} == {'extras', 'box_head', 'class_head'}
   np.testing.assert_array_equal(flat(merged)['vgg16/conv3_3/conv/bias'], state['14.bias'])
-  with pytest.raises(errors.UserError, match=r"init_parts=.base\+extras. takes.*lacks 21 of their arrays \(conv10_1"):
+  with pytest.raises(errors.UserError,
+                     match=r"init_parts=.base\+extras. takes.*lacks 21 of their arrays \(conv10_1"):
     pretrained.select(params, loaded, 'base+extras', out)
 
 
@@ -194,8 +195,8 @@ def test_torchvision_ssd300_conversion(tmp_path):
 
 
 def test_state_dict_of_another_architecture_lists_missing_and_extra(vgg16_file, tmp_path):
-  with pytest.raises(errors.UserError, match=r'not a reduced-fc VGG16.*30 missing: 0\.bias'
-                     r'.*32 unexpected: classifier'):
+  with pytest.raises(errors.UserError, match=r'--input=.*vgg16\.safetensors: this is not a '
+                     r'reduced-fc VGG16.*30 missing: 0\.bias.*32 unexpected: classifier'):
     convert.convert('vgg16-reducedfc', vgg16_file, str(tmp_path / 'out'))
   assert not os.listdir(tmp_path)
 
