@@ -113,7 +113,10 @@ class Detector:
     if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
       raise errors.UserError(f'--workdir={workdir} has no checkpoints/ folder.')
     manager = checkpoints.create_manager(workdir, config)
-    state, self.step = checkpoints.restore(manager, state, config, step)
+    try:
+      state, self.step = checkpoints.restore(manager, state, config, step)
+    except ValueError as e:  # No such step, or a checkpoint that does not fit config.json.
+      raise errors.UserError(f'--workdir={workdir}: {errors.one_line(e)}') from None
     if self.step is None:
       raise errors.UserError(f'--workdir={workdir}: no checkpoint in its checkpoints/ folder.')
     self.variables = state.variables

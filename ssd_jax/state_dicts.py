@@ -6,6 +6,7 @@ without torch the error says how to turn the file into `.safetensors` where torc
 """
 
 import os
+import re
 from typing import Mapping
 
 import numpy as np
@@ -32,8 +33,9 @@ def _torch_load(path: str) -> Mapping:
   try:
     state = torch.load(path, map_location='cpu', weights_only=True)
   except Exception as e:  # pylint: disable=broad-except  # torch raises many kinds.
+    first = re.sub(r'\x1b\[[0-9;]*m', '', errors.one_line(e)).split('. ')[0]
     raise errors.UserError(f'{path}: torch cannot load it as a state dict without unpickling '
-                           f'code ({type(e).__name__}: {errors.one_line(e)}).') from None
+                           f'code ({type(e).__name__}: {first}).') from None
   for key in ('state_dict', 'model'):  # Training checkpoints wrap the state dict.
     if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
       state = state[key]
