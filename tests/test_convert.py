@@ -264,3 +264,45 @@ def test_fine_tuning_to_another_class_count(tmp_path, capsys):
   pretrained.initialize(fresh_params, target)
   assert "re-initialised 8 arrays (conf_0, conf_1, conf_2, conf_3): config.init_parts=" \
          "'all_but_class_head' does not take the class_head" in capsys.readouterr().out
+
+
+def test_torchvision_default_boxes():
+  """configs/torchvision_ssd300.py's boxes against torchvision's DefaultBoxGenerator (clip=True)
+  redone in numpy: (cx, cy, w, h) per cell, pairs [s, s], [s', s'], then [w, h], [h, w] per
+  ratio, w and h clamped to [0, 1]."""
+  scales = torchvision_ssd300.TORCHVISION_SCALES
+  ratios = [[2], [2, 3], [2, 3], [2, 3], [2], [2]]
+  boxes = []
+  for k, (f, step) in enumerate(zip([38, 19, 10, 5, 3, 1], [8, 16, 32, 64, 100, 300])):
+    s, s_prime = scales[k], np.sqrt(scales[k] * scales[k + 1])
+    wh = [[s, s], [s_prime, s_prime]]
+    for r in ratios[k]:
+      wh += [[s * np.sqrt(r), s / np.sqrt(r)], [s / np.sqrt(r), s * np.sqrt(r)]]
+    wh = np.clip(np.asarray(wh), 0, 1)
+    centres = (np.arange(f) + 0.5) / (300 / step)
+    cy, cx = np.meshgrid(centres, centres, indexing='ij')
+    for y, x in zip(cy.ravel(), cx.ravel()):
+      boxes += [[x, y, w, h] for w, h in wh]
+  theirs = np.asarray(boxes)[:, [1, 0, 3, 2]]  # -> (cy, cx, h, w)
+  ours = anchors.from_config(torchvision_ssd300.get_config()).boxes
+  np.testing.assert_allclose(ours, theirs, atol=1e-6)
+  assert (theirs[:, 2:] == 1).any()  # the cap matters for these scales
+
+
+def test_postprocess_clamps_sizes_and_clips_boxes_when_asked():
+  from ssd_jax import postprocess  # pylint: disable=g-import-not-at-top
+  priors = jnp.asarray([[0.5, 0.5, 0.2, 0.2]])
+  loc = jnp.asarray([[[0.0, 0.0, 40.0, 0.0]]])  # h * exp(40 * 0.2): far beyond the image
+  logits = jnp.asarray([[[0.0, 5.0]]])
+  plain = postprocess.detect(loc, logits, priors, max_detections=1)
+  tv = postprocess.detect(loc, logits, priors, max_detections=1, clip_boxes=True,
+                          max_size_offset=float(np.log(1000 / 16)))
+  h = 0.2 * np.exp(8.0)
+  np.testing.assert_allclose(plain['boxes'][0, 0], [0.5 - h / 2, 0.4, 0.5 + h / 2, 0.6],
+                             rtol=1e-5)
+  np.testing.assert_allclose(tv['boxes'][0, 0], [0.0, 0.4, 1.0, 0.6], rtol=1e-6)
+  small = postprocess.detect(jnp.asarray([[[0.0, 0.0, 25.0, 0.0]]]), logits, priors,
+                             max_detections=1, max_size_offset=float(np.log(1000 / 16)))
+  h = 0.2 * 1000 / 16  # clamped at log(1000 / 16) = 4.14 instead of 25 * 0.2 = 5
+  np.testing.assert_allclose(small['boxes'][0, 0], [0.5 - h / 2, 0.4, 0.5 + h / 2, 0.6],
+                             rtol=1e-5)
