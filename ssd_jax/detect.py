@@ -7,9 +7,10 @@ Restores the checkpoint (default: the latest) with the workdir's saved config.js
 the evaluation path on every image: the eval preprocessing (resize to the model's input,
 normalize), one jitted forward + postprocessing per batch, the config's eval thresholds. The
 output is a COCO results list in original-image pixels: per detection `image` (the file's
-stem), `file_name`, `category_id` (the model's label, numbered as the config's class list),
-`category` (its name), `bbox` [x, y, width, height] and `score`, for scores >=
---score-threshold. JPEG, PNG (and whatever else Pillow reads) of any size, greyscale or RGBA
+stem), `image_id` (the stem, an integer if all digits: COCO's file names are their ids, so
+`ssd_jax.evaluate --metric=coco` scores the file), `file_name`, `category_id` (the model's
+label, numbered as the config's class list), `category` (its name), `bbox` [x, y, width,
+height] and `score`, for scores >= --score-threshold. JPEG, PNG (and whatever else Pillow reads) of any size, greyscale or RGBA
 (alpha dropped). Files in a folder that are not images are skipped, named and counted; if none
 can be read the command fails. --draw writes each image with its boxes to a new folder.
 Outputs appear only when complete. One process (single host).
@@ -148,7 +149,8 @@ def to_results(path: str, detections: dict, index: int, orig_size, class_names,
   keep = detections['valid'][index] & (detections['scores'][index] >= score_threshold)
   boxes = pixel_boxes.yxyx_to_coco_xywh(detections['boxes'][index][keep], orig_size)
   stem = os.path.splitext(os.path.basename(path))[0]
-  return [{'image': stem, 'file_name': path, 'category_id': int(c),
+  image_id = int(stem) if stem.isdigit() else stem  # COCO file names are their image ids.
+  return [{'image': stem, 'image_id': image_id, 'file_name': path, 'category_id': int(c),
            'category': class_names[c - 1], 'bbox': [round(float(v), 3) for v in box],
            'score': round(float(s), 6)}
           for c, s, box in zip(detections['classes'][index][keep],

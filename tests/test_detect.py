@@ -62,6 +62,7 @@ def workdir(tmp_path_factory):
 def images(tmp_path_factory):
   folder = tmp_path_factory.mktemp('images')
   scene(90, 120, 0).save(folder / 'a.jpg', quality=95)
+  scene(70, 70, 4).save(folder / '000000397133.jpg')
   scene(200, 64, 1).save(folder / 'b.png')
   scene(50, 50, 2).convert('L').save(folder / 'c_grey.png')
   rgba = scene(160, 300, 3).convert('RGBA')
@@ -98,13 +99,14 @@ def test_detect_matches_the_eval_path_scaled_to_each_image(workdir, images, tmp_
   detect.detect_files(path, [images], output, draw=draw, score_threshold=THRESHOLD,
                       batch_size=3)
   out = capsys.readouterr().out
-  assert '3 images done (3/5 files read)' in out and '4 images done (5/5 files read)' in out
+  assert '3 images done (3/6 files read)' in out and '5 images done (6/6 files read)' in out
   assert 'images/s' in out
   assert f'Skipped 1 files that are not readable images: {images}/notes.txt.' in out
   with open(output) as f:
     results = json.load(f)
   names = smoke.get_config().input.class_names
-  assert {r['image'] for r in results} <= {'a', 'b', 'c_grey', 'd_rgba'}
+  assert {r['image'] for r in results} <= {'000000397133', 'a', 'b', 'c_grey', 'd_rgba'}
+  assert {r['image_id'] for r in results if r['image'] == '000000397133'} == {397133}
   for stem in ('a', 'b', 'c_grey', 'd_rgba'):
     file_name = [n for n in os.listdir(images) if n.startswith(stem)][0]
     expected = eval_path_results(params, os.path.join(images, file_name))
@@ -117,7 +119,9 @@ def test_detect_matches_the_eval_path_scaled_to_each_image(workdir, images, tmp_
       assert twins, (stem, label, score, bbox)
       assert twins[0]['category'] == names[label - 1]
       assert twins[0]['file_name'] == os.path.join(images, file_name)
-  assert sorted(os.listdir(draw)) == ['a.jpg', 'b.png', 'c_grey.png', 'd_rgba.png']
+      assert twins[0]['image_id'] == stem
+  assert sorted(os.listdir(draw)) == ['000000397133.jpg', 'a.jpg', 'b.png', 'c_grey.png',
+                                      'd_rgba.png']
   with Image.open(os.path.join(draw, 'd_rgba.png')) as drawn:
     assert drawn.size == (300, 160) and drawn.mode == 'RGB'
 
