@@ -10,9 +10,9 @@ output is a COCO results list in original-image pixels: per detection `image` (t
 stem), `image_id` (the stem, an integer if all digits: COCO's file names are their ids, so
 `ssd_jax.evaluate --metric=coco` scores the file), `file_name`, `category_id` (the model's
 label, numbered as the config's class list), `category` (its name), `bbox` [x, y, width,
-height] and `score`, for scores >= --score-threshold. JPEG, PNG (and whatever else Pillow reads) of any size, greyscale or RGBA
-(alpha dropped). Files in a folder that are not images are skipped, named and counted; if none
-can be read the command fails. --draw writes each image with its boxes to a new folder.
+height] and `score`, for scores >= --score-threshold. JPEG, PNG (and whatever else Pillow
+reads) of any size, greyscale or RGBA (alpha dropped). Files in a folder that are not images
+are skipped, named and counted; if none can be read the command fails. --draw writes each image with its boxes to a new folder.
 Outputs appear only when complete. One process (single host).
 """
 
