@@ -12,8 +12,9 @@ stem), `image_id` (the stem, an integer if all digits: COCO's file names are the
 label, numbered as the config's class list), `category` (its name), `bbox` [x, y, width,
 height] and `score`, for scores >= --score-threshold. JPEG, PNG (and whatever else Pillow
 reads) of any size, greyscale or RGBA (alpha dropped). Files in a folder that are not images
-are skipped, named and counted; if none can be read the command fails. --draw writes each image with its boxes to a new folder.
-Outputs appear only when complete. One process (single host).
+are skipped, named and counted; if none can be read the command fails. --draw writes each
+image with its boxes to a new folder. Outputs appear only when complete. One process (single
+host).
 """
 
 import json
