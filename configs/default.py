@@ -22,6 +22,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Source feature maps for the heads, in prior order. None = all of the arch's maps
   # (ssd300: conv4_3, fc7, conv8_2 .. conv11_2). Small input sizes use a prefix.
   config.model.num_sources = ml_collections.config_dict.placeholder(int)
+  # How many of the finest of those maps predict nothing (the paper's Table 3): the heads use
+  # maps skip_sources .. num_sources - 1. Per-map anchor keys still list every map (the
+  # skipped ones' entries are unused); the scale rule spreads its sizes over the used maps.
+  config.model.skip_sources = 0
   config.model.dtype = 'float32'  # Compute dtype: 'float32' or 'bfloat16' (params stay fp32).
   config.model.l2norm_scale = 20.0  # Initial per-channel scale of the L2Norm on conv4_3.
   # None = the paper (no normalization); 'group' (GroupNorm) or 'batch' (BatchNorm) after
@@ -42,6 +46,8 @@ def get_config() -> ml_collections.ConfigDict:
   # Extra aspect ratios per map (1 is always present; each r also gives 1/r when flip).
   config.anchors.aspect_ratios = ((2,), (2, 3), (2, 3), (2, 3), (2,), (2,))
   config.anchors.flip = True
+  # The paper's extra square box of side sqrt(min_size * max_size) on every map (its s'_k).
+  config.anchors.extra_scale = True
   config.anchors.clip = False  # Clip priors to [0, 1] (the paper's Caffe models do not).
   config.anchors.offset = 0.5  # Box centre offset within a cell, in cells.
   # Cap each box's height and width at the image size before clipping (torchvision's

@@ -24,11 +24,16 @@ import tensorflow_datasets as tfds
 from ssd_jax import anchors
 from ssd_jax.data import input_pipeline
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=False)
-_NUM_IMAGES = flags.DEFINE_integer('num_images', 500, 'Eval images to read (first N).')
-_THRESHOLDS = flags.DEFINE_list('thresholds', None,
-                                'IoU thresholds; default: 0.5 and the config\'s.')
-_OUTPUT = flags.DEFINE_string('output', 'prior_coverage.json', 'Where to write the figures.')
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The command line's flags (defined only when run as a program, so that other programs,
+  e.g. experiments/sweep.py, can import `eval_ground_truth`)."""
+  config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=False)
+  flags.DEFINE_integer('num_images', 500, 'Eval images to read (first N).')
+  flags.DEFINE_list('thresholds', None, 'IoU thresholds; default: 0.5 and the config\'s.')
+  flags.DEFINE_string('output', 'prior_coverage.json', 'Where to write the figures.')
 
 
 def eval_ground_truth(config, num_images: int) -> np.ndarray:
@@ -44,12 +49,12 @@ def eval_ground_truth(config, num_images: int) -> np.ndarray:
 
 def main(argv):
   del argv
-  config = _CONFIG.value
-  thresholds = ([float(t) for t in _THRESHOLDS.value] if _THRESHOLDS.value else
+  config = FLAGS.config
+  thresholds = ([float(t) for t in FLAGS.thresholds] if FLAGS.thresholds else
                 sorted({0.5, float(config.loss.iou_threshold)}, reverse=True))
-  gt = eval_ground_truth(config, _NUM_IMAGES.value)
+  gt = eval_ground_truth(config, FLAGS.num_images)
   priors = anchors.default_boxes(config)
-  print(f'{len(priors)} default boxes; {len(gt)} objects in {_NUM_IMAGES.value} images '
+  print(f'{len(priors)} default boxes; {len(gt)} objects in {FLAGS.num_images} images '
         f'of {config.input.dataset}')
   result = {'num_priors': len(priors), 'num_objects': len(gt), 'by_threshold': {}}
   for t in thresholds:
@@ -59,11 +64,12 @@ def main(argv):
     for r in rows:
       print(f'{r["size"]:<10} {r["objects"]:>8} {r["priors_per_object"]:>14.2f} '
             f'{r["covered"]:>8.2f}')
-  with open(_OUTPUT.value, 'w') as f:
+  with open(FLAGS.output, 'w') as f:
     json.dump(result, f, indent=2)
-  print(f'\nwrote {_OUTPUT.value}')
+  print(f'\nwrote {FLAGS.output}')
 
 
 if __name__ == '__main__':
+  define_flags()
   flags.mark_flags_as_required(['config'])
   app.run(main)

@@ -3,7 +3,8 @@
 For source map k of size f_k, a cell (i, j) has centre ((i + offset) * step_k / S,
 (j + offset) * step_k / S) and these boxes, in this order:
   1. a square of side min_size_k,
-  2. a square of side sqrt(min_size_k * max_size_k)  (the paper's extra s'_k box),
+  2. a square of side sqrt(min_size_k * max_size_k)  (the paper's extra s'_k box; only with
+     `anchors.extra_scale`),
   3. for each aspect ratio r: w = min_size_k * sqrt(r), h = min_size_k / sqrt(r), and with
      flip also its transpose (ratio 1/r).
 Sizes and steps are in input pixels, normalized by the input size S. Output is
@@ -43,22 +44,25 @@ def scale_sizes(input_size: int, num_maps: int, s_min: float, s_max: float,
 
 
 def _per_map(config: ml_collections.ConfigDict, key: str, num_maps: int) -> list:
-  values = config.anchors[key]
-  if len(values) < num_maps:
-    raise ValueError(f'anchors.{key} has {len(values)} entries but the model has {num_maps} '
-                     'source maps.')
-  return list(values)[:num_maps]
+  """The entries of a per-map key for the predicting maps (after model.skip_sources)."""
+  values, skip = config.anchors[key], config.model.skip_sources
+  if len(values) < skip + num_maps:
+    raise ValueError(f'anchors.{key} has {len(values)} entries but the model has '
+                     f'{skip + num_maps} source maps.')
+  return list(values)[skip:skip + num_maps]
 
 
 def boxes_per_cell(config: ml_collections.ConfigDict) -> list[int]:
-  """Default boxes per cell of each source map: 2 + (2 if flip else 1) * len(ratios)."""
+  """Default boxes per cell of each source map: 1 + extra_scale + (1 + flip) * len(ratios)."""
   num_maps = len(_map_sizes(config))
   ratios = _per_map(config, 'aspect_ratios', num_maps)
-  return [2 + (2 if config.anchors.flip else 1) * len(r) for r in ratios]
+  squares = 2 if config.anchors.extra_scale else 1
+  return [squares + (2 if config.anchors.flip else 1) * len(r) for r in ratios]
 
 
 def _map_sizes(config: ml_collections.ConfigDict) -> list[int]:
-  return feature_map_sizes(config.model.arch, config.model.input_size, config.model.num_sources)
+  return feature_map_sizes(config.model.arch, config.model.input_size, config.model.num_sources,
+                           config.model.skip_sources)
 
 
 def box_sizes(config: ml_collections.ConfigDict) -> tuple[list[float], list[float]]:
@@ -80,7 +84,9 @@ def default_boxes(config: ml_collections.ConfigDict) -> np.ndarray:
            else [size / f for f in map_sizes])
   boxes = []
   for f, step, s_min, s_max, rs in zip(map_sizes, steps, min_sizes, max_sizes, ratios):
-    shapes = [(s_min, s_min), (math.sqrt(s_min * s_max),) * 2]  # (h, w) in pixels
+    shapes = [(s_min, s_min)]  # (h, w) in pixels
+    if config.anchors.extra_scale:
+      shapes.append((math.sqrt(s_min * s_max),) * 2)
     for r in rs:
       shapes.append((s_min / math.sqrt(r), s_min * math.sqrt(r)))
       if config.anchors.flip:

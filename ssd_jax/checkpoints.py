@@ -3,21 +3,37 @@
 Each checkpoint holds the train state (params, optimizer state, step) and a small JSON
 `meta` item with what must agree for a restore to make sense (model, default boxes, classes).
 Restoring into a config that disagrees fails with a message naming each mismatching key.
+
+The eval mAP of a step is stored with it (orbax's `metrics` item), so the best checkpoint is
+still known after a restart. A step that cannot be read (a truncated file) is moved aside to
+`<workdir>/checkpoints_corrupt/<step>` and the newest readable step is used instead.
 """
 
+import contextlib
+import glob
+import json
+import logging
 import os
+import re
+import shutil
 
 import jax
+from jax.experimental import multihost_utils
 import ml_collections
 import orbax.checkpoint as ocp
 
 from ssd_jax import anchors
+from ssd_jax import errors
+from ssd_jax import report
 
 STATE, META = 'state', 'meta'
 
 
-def model_signature(config: ml_collections.ConfigDict) -> dict:
-  """What a checkpoint's parameters depend on; a restore checks it key by key."""
+def model_signature(config: ml_collections.ConfigDict, priors: anchors.DefaultBoxes) -> dict:
+  """What a checkpoint's parameters depend on; a restore checks it key by key.
+
+  `priors` are the run's default boxes (`anchors.from_config(config)`), computed once.
+  """
   return {
       'model.arch': config.model.arch,
       'model.input_size': config.model.input_size,
@@ -25,64 +41,207 @@ def model_signature(config: ml_collections.ConfigDict) -> dict:
       'model.norm': config.model.norm,  # adds or removes parameters and batch_stats
       'model.num_classes': config.model.num_classes,
       'model.num_sources': config.model.num_sources,
-      'anchors.boxes_per_cell': anchors.boxes_per_cell(config),
+      'model.skip_sources': config.model.skip_sources,  # which layers feed the heads
+      'anchors.boxes_per_cell': list(priors.boxes_per_cell),
       'input.class_names': list(config.input.class_names),
   }
 
 
-def check_signature(saved: dict, config: ml_collections.ConfigDict, where: str) -> None:
-  """Raises ValueError naming every key whose checkpoint value differs from the config's."""
-  current = model_signature(config)
-  diffs = [f'{k}: checkpoint has {saved.get(k)!r}, config has {v!r}'
-           for k, v in current.items() if saved.get(k) != v]
+def check_signature(saved: dict, signature: dict, where: str) -> None:
+  """Raises a UserError naming every key whose checkpoint value differs from `signature`.
+
+  A key the checkpoint lacks (written before the key existed) is taken as the default.
+  """
+  defaults = {'model.skip_sources': 0}
+  diffs = [f'{k}: checkpoint has {saved.get(k, defaults.get(k))!r}, config has {v!r}'
+           for k, v in signature.items() if saved.get(k, defaults.get(k)) != v]
   if diffs:
-    raise ValueError(f'The checkpoint in {where} does not fit this config:\n  ' +
-                     '\n  '.join(diffs))
+    raise errors.UserError(f'The checkpoint in {where} does not fit this config: ' +
+                           '; '.join(diffs) + '.')
+
+
+def _map(metrics: dict) -> float:
+  return metrics['mAP']
+
+
+class _NoMetricsWarning(logging.Filter):
+  """Drops orbax's warning for each save without metrics (checkpoint-only steps)."""
+
+  def filter(self, record):
+    return 'did not provide metrics' not in record.getMessage()
 
 
 def create_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
-  """Keeps the last `config.keep_checkpoints` and the best one by eval 'mAP'; async saves."""
+  """Keeps the last `config.keep_checkpoints` and the best one by eval 'mAP'; async saves.
+
+  `best_fn` is what makes orbax write a step's metrics to disk (its `_track_best`); the
+  preservation policy alone only keeps them in memory, so a restarted run would have seen no
+  metrics and deleted the best step at its next save.
+  """
   policy = ocp.checkpoint_managers.AnyPreservationPolicy([
       ocp.checkpoint_managers.LatestN(n=config.keep_checkpoints),
-      ocp.checkpoint_managers.BestN(get_metric_fn=lambda m: m['mAP'], n=1,
+      ocp.checkpoint_managers.BestN(get_metric_fn=_map, n=1,
                                     keep_checkpoints_without_metrics=False),
   ])
-  options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=True,
+  options = ocp.CheckpointManagerOptions(preservation_policy=policy, best_fn=_map,
+                                         best_mode='max', create=True,
                                          enable_async_checkpointing=True)
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
-                               options=options, item_names=(STATE, META))
+  logging.getLogger('absl').addFilter(_NO_METRICS_WARNING)
+  directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  while True:
+    try:
+      return ocp.CheckpointManager(directory, options=options, item_names=(STATE, META))
+    except ValueError as e:  # Orbax reads every step's metrics file here; one may be cut off.
+      damaged = find_damage(directory, e, '*/metrics/metrics')
+      if damaged is None or not damaged.endswith(os.path.join('metrics', 'metrics')):
+        raise
+      step = int(os.path.basename(os.path.dirname(os.path.dirname(damaged))))
+      moved = _move_aside(directory, step)
+      report.note(f'Checkpoint step {step} is unreadable: {damaged}: {_reason(e)}. Moved it to '
+                  f'{moved}.')
 
 
-def save(manager: ocp.CheckpointManager, step: int, state, config, metrics=None) -> None:
-  manager.save(step, args=ocp.args.Composite(**{
-      STATE: ocp.args.StandardSave(state),
-      META: ocp.args.JsonSave(model_signature(config))}), metrics=metrics)
+_NO_METRICS_WARNING = _NoMetricsWarning()
 
 
-def restore(manager: ocp.CheckpointManager, state, config, step: int | None = None):
+def _raise_if_disk_full(manager: ocp.CheckpointManager, step: int, error: BaseException):
+  """A full disk during a save: removes the partial step folders, raises a UserError."""
+  folder = os.path.join(manager.directory, str(step))
+  if errors.find_disk_full(error) is None:
+    return
+  with contextlib.suppress(Exception):  # Let a save still in flight end (or fail) first.
+    manager.wait_until_finished()
+  if jax.process_index() == 0:  # No save is running any more: every partial folder is ours.
+    for partial in glob.glob(os.path.join(manager.directory, '*.orbax-checkpoint-tmp*')):
+      shutil.rmtree(partial, ignore_errors=True)
+  raise errors.disk_full(folder) from error
+
+
+def save(manager: ocp.CheckpointManager, step: int, state, signature: dict,
+         metrics=None) -> None:
+  """Starts an async save of `state` with its `model_signature` (+ eval `metrics`)."""
+  try:
+    manager.save(step, args=ocp.args.Composite(**{
+        STATE: ocp.args.StandardSave(state),
+        META: ocp.args.JsonSave(signature)}), metrics=metrics)
+  except Exception as e:  # pylint: disable=broad-except
+    _raise_if_disk_full(manager, step, e)
+    raise
+
+
+def wait_until_finished(manager: ocp.CheckpointManager) -> None:
+  """Waits for the last async save; a full disk raises a UserError naming the step folder."""
+  step = manager.latest_step()
+  try:
+    manager.wait_until_finished()
+  except Exception as e:  # pylint: disable=broad-except
+    _raise_if_disk_full(manager, step, e)
+    raise
+
+
+def _messages(error: BaseException):
+  while error is not None:
+    yield str(error)
+    error = error.__cause__ or error.__context__
+
+
+def find_damage(step_dir: str, error: BaseException, json_files: str = '**') -> str | None:
+  """The file of `step_dir` that made a restore fail with `error`; None if not damage.
+
+  Damage is a JSON file (among `json_files`, a glob) that does not parse or an array read
+  that TensorStore reports as out of range, lost or failing. Other errors (a tree that does
+  not fit, an array missing from the checkpoint) are not damage: they propagate.
+  """
+  for path in sorted(glob.glob(os.path.join(step_dir, json_files), recursive=True)):
+    name = os.path.basename(path)
+    if (not os.path.isfile(path) or name in ('manifest.ocdbt', 'commit_success.txt') or
+        os.path.basename(os.path.dirname(path)) == 'd'):
+      continue
+    try:
+      with open(path) as f:
+        json.load(f)
+    except (ValueError, UnicodeDecodeError):
+      return path
+  text = '\n'.join(_messages(error))
+  if not re.search(r'OUT_OF_RANGE|DATA_LOSS|Error reading', text):  # not 'Error opening'
+    return None
+  size = re.search(r'value of size (\d+)', text)
+  if size:  # TensorStore names the array, not the file: a data file of that (short) size.
+    for path in sorted(glob.glob(os.path.join(step_dir, '**', 'd', '*'), recursive=True)):
+      if os.path.getsize(path) == int(size.group(1)):
+        return path
+  named = re.search(r'local file "([^"]+)"', text)
+  return named.group(1) if named else step_dir
+
+
+def _reason(error: BaseException) -> str:
+  """The first line of the innermost message in `error`'s chain (the most specific one)."""
+  text = [m.strip() for m in _messages(error) if m.strip()]
+  return text[-1].splitlines()[0][:300] if text else type(error).__name__
+
+
+def _move_aside(directory: str, step: int) -> str:
+  """Moves a step folder to `<workdir>/checkpoints_corrupt/<step>` (never deletes it)."""
+  parent = os.path.join(os.path.dirname(directory), 'checkpoints_corrupt')
+  target = os.path.join(parent, str(step))
+  if jax.process_index() == 0:
+    os.makedirs(parent, exist_ok=True)
+    n = 1
+    while os.path.exists(target):
+      target, n = os.path.join(parent, f'{step}.{n}'), n + 1
+    os.rename(os.path.join(directory, str(step)), target)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f'ssd_jax:checkpoint_moved:{step}')
+  return target
+
+
+def _restore_step(manager: ocp.CheckpointManager, state, signature: dict, step: int):
+  meta = manager.restore(step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()}))[META]
+  check_signature(meta, signature, f'{manager.directory} (step {step})')
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+  return manager.restore(step, args=ocp.args.Composite(**{
+      STATE: ocp.args.StandardRestore(abstract)}))[STATE]
+
+
+def restore(manager: ocp.CheckpointManager, state, signature: dict, step: int | None = None):
   """Restores `step` (default: the latest) into the structure and shardings of `state`.
 
-  Returns (state, step), or (state, None) unchanged when there is no checkpoint.
+  The checkpoint's `model_signature` must equal `signature` (else a UserError naming the keys).
+
+  Returns (state, step), or (state, None) unchanged when there is no checkpoint. A damaged
+  latest step is moved aside (`_move_aside`) and the next older one tried, saying so in one
+  line; a damaged requested `step` is a UserError naming it and its file.
   """
-  step = manager.latest_step() if step is None else step
-  if step is None:
-    return state, None
-  if step not in manager.all_steps():
-    raise ValueError(f'No checkpoint for step {step} in {manager.directory}; saved steps: '
-                     f'{sorted(manager.all_steps())}.')
-  meta = manager.restore(step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()}))[META]
-  check_signature(meta, config, f'{manager.directory} (step {step})')
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-  restored = manager.restore(step, args=ocp.args.Composite(**{
-      STATE: ocp.args.StandardRestore(abstract)}))[STATE]
-  return restored, step
+  if step is not None and step not in manager.all_steps():
+    raise errors.UserError(f'No checkpoint for step {step} in {manager.directory}; saved '
+                           f'steps: {sorted(manager.all_steps())}.')
+  while True:
+    current = manager.latest_step() if step is None else step
+    if current is None:
+      return state, None
+    step_dir = os.path.join(str(manager.directory), str(current))
+    try:
+      return _restore_step(manager, state, signature, current), current
+    except Exception as e:  # pylint: disable=broad-except
+      damaged = find_damage(step_dir, e)
+      if damaged is None:
+        raise
+      problem = f'Checkpoint step {current} is unreadable: {damaged}: {_reason(e)}'
+      if step is not None:
+        raise errors.UserError(f'{problem}. Pick another --config.eval_step (saved steps: '
+                               f'{sorted(manager.all_steps())}).') from e
+    moved = _move_aside(str(manager.directory), current)
+    manager.reload()
+    older = manager.latest_step()
+    report.note(f'{problem}. Moved it to {moved}; ' +
+                (f'using step {older}.' if older is not None else 'no older checkpoint left.'))
 
 
 def load_params(path: str):
   """Parameters of a checkpoint folder (a step folder or a run's `checkpoints/` folder).
 
-  Used by `config.init_from` to start from pretrained weights: every array whose path exists in
-  the model with the same shape is taken over (see `merge_params`).
+  Used by `config.init_from` to start from pretrained weights (`pretrained.select` takes the
+  chosen parts over).
   """
   path = os.path.abspath(path)
   if not os.path.isdir(path):
@@ -97,25 +256,3 @@ def load_params(path: str):
     state_dir = os.path.join(path, str(step), STATE)
   tree = ocp.StandardCheckpointer().restore(state_dir)
   return tree['params'] if isinstance(tree, dict) and 'params' in tree else tree
-
-
-def merge_params(params, pretrained, prefix=()):
-  """Replaces leaves of `params` with same-path, same-shape leaves of `pretrained`.
-
-  Returns (merged params, list of loaded paths). A same-path leaf with another shape is an
-  error naming it (the usual sign of a width or class-count mismatch).
-  """
-  loaded = []
-  if not isinstance(params, dict):
-    if tuple(pretrained.shape) != tuple(params.shape):
-      raise ValueError(f"config.init_from: {'/'.join(prefix)} has shape {pretrained.shape} in "
-                       f'the checkpoint but {params.shape} in the model.')
-    return jax.numpy.asarray(pretrained, params.dtype), ['/'.join(prefix)]
-  merged = {}
-  for key, value in params.items():
-    if isinstance(pretrained, dict) and key in pretrained:
-      merged[key], sub = merge_params(value, pretrained[key], prefix + (key,))
-      loaded += sub
-    else:
-      merged[key] = value
-  return merged, loaded

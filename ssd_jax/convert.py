@@ -242,7 +242,8 @@ def save_workdir(directory: str, config, params) -> None:
   from ssd_jax import anchors  # pylint: disable=g-import-not-at-top
   from ssd_jax import models  # pylint: disable=g-import-not-at-top
   from ssd_jax import train  # pylint: disable=g-import-not-at-top  # imports TensorFlow
-  model = models.create_model(config.model, anchors.from_config(config).boxes_per_cell)
+  priors = anchors.from_config(config)
+  model = models.create_model(config.model, priors.boxes_per_cell)
   size = config.model.input_size
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)))
   want = traverse_util.flatten_dict(shapes['params'], sep='/')
@@ -259,7 +260,7 @@ def save_workdir(directory: str, config, params) -> None:
   state = state.replace(step=jnp.asarray(0, jnp.int32))
   os.makedirs(directory)
   manager = checkpoints.create_manager(directory, config)
-  checkpoints.save(manager, 0, state, config)
+  checkpoints.save(manager, 0, state, checkpoints.model_signature(config, priors))
   manager.wait_until_finished()
   manager.close()
   with open(os.path.join(directory, 'config.json'), 'w') as f:

@@ -116,7 +116,8 @@ class Detector:
       raise errors.UserError(f'--workdir={workdir} has no checkpoints/ folder.')
     manager = checkpoints.create_manager(workdir, config)
     try:
-      state, self.step = checkpoints.restore(manager, state, config, step)
+      state, self.step = checkpoints.restore(
+          manager, state, checkpoints.model_signature(config, priors), step)
     except ValueError as e:  # No such step, or a checkpoint that does not fit config.json.
       raise errors.UserError(f'--workdir={workdir}: {errors.one_line(e)}') from None
     if self.step is None:

@@ -24,19 +24,33 @@ class UserError(ValueError):
   """Bad input or state that the user must fix; its message is one self-contained line."""
 
 
+def disk_full(path: str) -> UserError:
+  """The one-line error for a full disk while writing `path`, with the space left there."""
+  folder = os.path.dirname(os.path.abspath(path))
+  try:
+    free = f'{shutil.disk_usage(folder).free / 2**20:.1f} MiB free on {folder}'
+  except OSError:
+    free = f'free space on {folder} unknown'
+  return UserError(f'cannot write {path}: disk full ({free}).')
+
+
+def find_disk_full(error: BaseException | None) -> OSError | None:
+  """The ENOSPC/EDQUOT OSError in `error`'s cause/context chain, if any."""
+  while error is not None:
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+      return error
+    error = error.__cause__ or error.__context__
+  return None
+
+
 def one_line(error: BaseException) -> str:
   """The message a command prints for `error`: one line naming the culprit.
 
   A full disk names the path and the space left there (OSError ENOSPC).
   """
-  if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-    where = error.filename or '?'
-    try:
-      free = shutil.disk_usage(os.path.dirname(os.path.abspath(where))).free
-      space = f'{free / 2**20:.1f} MiB free there'
-    except OSError:
-      space = 'free space unknown'
-    return f'{where}: no space left on device ({space}); free some space and run again'
+  full = find_disk_full(error) if isinstance(error, OSError) else None
+  if full is not None:
+    return str(disk_full(full.filename or '?'))
   if isinstance(error, OSError) and error.filename and error.strerror:
     return f'{error.filename}: {error.strerror}'
   return ' '.join(str(error).split()) or type(error).__name__

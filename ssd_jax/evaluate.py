@@ -20,7 +20,7 @@ from absl import logging
 
 from ssd_jax import errors
 from ssd_jax import evaluation
-from ssd_jax.evaluation import file_io
+from ssd_jax import file_io
 
 FLAGS = flags.FLAGS
 PROG = 'ssd_jax.evaluate'

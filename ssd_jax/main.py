@@ -137,7 +137,7 @@ def run(config, workdir: str | None, mode: str) -> None:
   if mode == 'train':
     train.train_and_evaluate(config, workdir)
   else:
-    train.evaluate(config, workdir)
+    train.evaluate_checkpoint(config, workdir)
 
 
 if __name__ == '__main__':

@@ -6,6 +6,7 @@ state is replicated; `jax.jit` inserts the gradient all-reduce (this replaces `p
 is normalized by the number of positives of the whole global batch.
 """
 
+import dataclasses
 import functools
 import json
 import os
@@ -27,12 +28,16 @@ import tensorflow_datasets as tfds
 from ssd_jax import anchors
 from ssd_jax import checkpoints
 from ssd_jax import describe
+from ssd_jax import errors
 from ssd_jax import evaluation
+from ssd_jax import file_io
 from ssd_jax import losses
 from ssd_jax import models
 from ssd_jax import postprocess
 from ssd_jax import pretrained
+from ssd_jax import report
 from ssd_jax import visualize
+from ssd_jax import workdir as workdir_lib
 from ssd_jax.data import input_pipeline
 
 STEP_KEYS = ('image', 'boxes', 'labels', 'mask')  # What the train step reads from a batch.
@@ -182,7 +187,7 @@ def create_evaluator(config: ml_collections.ConfigDict, info):
   raise ValueError(f"eval.metric={metric!r}; expected 'voc07', 'voc' or 'coco'.")
 
 
-def evaluate_model(config, variables, eval_fn, mesh, info, *, num_images_to_draw=0):
+def score_split(config, variables, eval_fn, mesh, info, *, num_images_to_draw=0):
   """Runs the eval split through `eval_fn`; returns (EvalResult, drawn preview images).
 
   Every process reads its own part of the split; batch and detections are gathered so that
@@ -208,21 +213,56 @@ def evaluate_model(config, variables, eval_fn, mesh, info, *, num_images_to_draw
   return evaluator.evaluate(), previews
 
 
-def write_eval(workdir: str, step: int, result, writer) -> None:
-  """Prints the per-class table; writes <workdir>/eval/step_<N>.json and TensorBoard scalars."""
+def write_eval(workdir: str, step: int, result, writer, metric: str) -> None:
+  """Prints the per-class table; merges into <workdir>/eval/step_<N>.json; TensorBoard scalars.
+
+  The file keeps every metric computed for the step under `by_metric[<metric>]`; its top level
+  (`metric`, `metrics`, per-class counts) is the metric it was first written with (the training
+  run's), and is updated only by a new evaluation with that same metric.
+  """
   table = evaluation.format_table(result.metrics, result.class_names, result.num_ground_truth,
                                   result.num_detections)
-  print(f'Evaluation at step {step}:\n{table}', flush=True)
+  report.note(f'Evaluation at step {step}:\n{table}')
   if jax.process_index() != 0:
     return
   os.makedirs(os.path.join(workdir, 'eval'), exist_ok=True)
   path = os.path.join(workdir, 'eval', f'step_{step}.json')
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(evaluation.to_json_dict(result, step=step), f, indent=2)
-  os.replace(tmp, path)  # never a partial file
-  writer.write_scalars(step, {f'eval/{k}': v for k, v in result.metrics.items()
+  doc = evaluation.to_json_dict(result, step=step, metric=metric)
+  try:
+    with open(path) as f:
+      old = json.load(f)
+  except (FileNotFoundError, ValueError):
+    old = None
+  first = old is None or old.get('metric') == metric  # (files of older versions: no 'metric')
+  if not first:
+    doc = old
+  doc['by_metric'] = (old or {}).get('by_metric', {})
+  doc['by_metric'][metric] = evaluation.to_json_dict(result)
+  file_io.write_text(path, json.dumps(doc, indent=2))  # never a partial file
+  prefix = 'eval' if first else f'eval_{metric}'
+  writer.write_scalars(step, {f'{prefix}/{k}': v for k, v in result.metrics.items()
                               if np.isfinite(v)})
+
+
+def write_config(workdir: str, config: ml_collections.ConfigDict, step: int | None) -> None:
+  """Writes <workdir>/config.json; a different previous one is kept as config.<step>.json.
+
+  Called after the restore (and its signature check) passed, so a rejected run changes nothing.
+  """
+  if jax.process_index() != 0:
+    return
+  path = os.path.join(workdir, 'config.json')
+  text = config.to_json_best_effort(indent=2)
+  if os.path.exists(path):
+    with open(path) as f:
+      old = f.read()
+    if old == text:
+      return
+    kept, n = os.path.join(workdir, f'config.{step or 0}.json'), 1
+    while os.path.exists(kept):
+      kept, n = os.path.join(workdir, f'config.{step or 0}.{n}.json'), n + 1
+    file_io.write_text(kept, old)
+  file_io.write_text(path, text)
 
 
 def _check_finite(pending: list) -> None:
@@ -234,41 +274,59 @@ def _check_finite(pending: list) -> None:
           'Try a lower optimizer.learning_rate, a longer warmup or optimizer.grad_clip_norm.')
 
 
-def _setup(config, workdir):
-  """The pieces both training and evaluation need."""
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+  """What training and evaluation share, built once per run by `_setup`."""
+  mesh: jax.sharding.Mesh
+  info: input_pipeline.DatasetInfo
+  state: TrainState
+  train_fn: Any
+  eval_fn: Any
+  manager: Any  # orbax CheckpointManager
+  signature: dict  # checkpoints.model_signature: what a restore must agree with.
+
+
+def _setup(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
+  """Data set info, default boxes (once), model, state, compiled steps, checkpoint manager."""
   tf.config.set_visible_devices([], 'GPU')
   mesh = make_mesh()
   info = input_pipeline.get_dataset_info(config)
   if tuple(info.class_names) != tuple(config.input.class_names):
-    raise ValueError(f'config.input.class_names {tuple(config.input.class_names)} differ from '
-                     f'the data set\'s {tuple(info.class_names)}.')
+    raise errors.UserError(f'config.input.class_names {tuple(config.input.class_names)} differ '
+                           f'from the data set\'s {tuple(info.class_names)}.')
   if len(info.class_names) != config.model.num_classes:
-    raise ValueError(f'config.model.num_classes={config.model.num_classes} but the data set '
-                     f'has {len(info.class_names)} classes.')
-  priors = anchors.from_config(config)  # Computed once; the model and steps get them.
-  print(describe.format_summary(describe.describe(config, priors)), flush=True)
+    raise errors.UserError(f'config.model.num_classes={config.model.num_classes} but the data '
+                           f'set has {len(info.class_names)} classes.')
+  priors = anchors.from_config(config)  # Computed once; the model, steps and signature get them.
+  report.note(describe.format_summary(describe.describe(config, priors)))
   model = models.create_model(config.model, priors.boxes_per_cell)
   state = create_train_state(config, model, jax.random.PRNGKey(config.seed), mesh)
   train_fn, eval_fn = compile_steps(config, mesh, state.apply_fn, priors.boxes)
-  manager = checkpoints.create_manager(workdir, config)
-  return mesh, info, state, train_fn, eval_fn, manager
+  return _Setup(mesh=mesh, info=info, state=state, train_fn=train_fn, eval_fn=eval_fn,
+                manager=checkpoints.create_manager(workdir, config),
+                signature=checkpoints.model_signature(config, priors))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains `config.num_train_steps` steps (resuming from `workdir`), evaluating periodically.
 
-  Returns the metrics of the final evaluation.
+  Holds the workdir lock for the run. Returns the metrics of the final evaluation.
   """
+  workdir_lib.check(workdir, 'train')
   os.makedirs(workdir, exist_ok=True)
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-  mesh, info, state, train_fn, eval_fn, manager = _setup(config, workdir)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
+  with workdir_lib.lock(workdir, 'train'):
+    return _train_and_evaluate(config, workdir)
 
-  state, start_step = checkpoints.restore(manager, state, config)
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  run = _setup(config, workdir)
+  mesh, info, train_fn, eval_fn, manager = (run.mesh, run.info, run.train_fn, run.eval_fn,
+                                            run.manager)
+  state, start_step = checkpoints.restore(manager, run.state, run.signature)
+  write_config(workdir, config, start_step)
   if start_step is not None:
-    print(f'Resuming from the checkpoint of step {start_step} in {workdir}.', flush=True)
+    report.note(f'Resuming from the checkpoint of step {start_step} in {workdir}.')
   else:
     start_step = 0
     if config.init_from:
@@ -278,8 +336,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   train_iter = iter(tfds.as_numpy(input_pipeline.create_train_dataset(
       config, start_step=start_step)))
-  report = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
-                                           writer=writer)
+  progress = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
+                                             writer=writer)
   total = config.num_train_steps
   metrics = None
   pending, last_log = [], (start_step, time.perf_counter())
@@ -288,7 +346,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       batch = global_batch(next(train_iter), mesh, STEP_KEYS)
       state, step_metrics = train_fn(state, batch)
     pending.append((step, step_metrics))
-    report(step)
+    progress(step)
     is_eval = step % config.eval.every_steps == 0 or step == total
     is_save = is_eval or step % config.checkpoint_every_steps == 0
     if step % config.log_every_steps == 0 or is_save:
@@ -299,34 +357,43 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       steps_per_s = (step - last_log[0]) / seconds
       scalars['images_per_s'] = steps_per_s * config.input.batch_size
       writer.write_scalars(step, {f'train/{k}': v for k, v in scalars.items()})
-      print(f"step {step}/{total}: loss {scalars['loss']:.4f} (loc {scalars['loc_loss']:.4f}, "
-            f"conf {scalars['conf_loss']:.4f}), lr {scalars['learning_rate']:.2e}, "
-            f"{scalars['images_per_s']:.1f} images/s, ETA {(total - step) / steps_per_s / 60:.1f} min",
-            flush=True)
+      report.note(f"step {step}/{total}: loss {scalars['loss']:.4f} (loc "
+                  f"{scalars['loc_loss']:.4f}, conf {scalars['conf_loss']:.4f}), lr "
+                  f"{scalars['learning_rate']:.2e}, {scalars['images_per_s']:.1f} images/s, "
+                  f"ETA {(total - step) / steps_per_s / 60:.1f} min")
       pending, last_log = [], (step, time.perf_counter())
     if is_eval:
-      result, previews = evaluate_model(config, state.variables, eval_fn, mesh, info,
-                                        num_images_to_draw=4)
+      result, previews = score_split(config, state.variables, eval_fn, mesh, info,
+                                     num_images_to_draw=4)
       metrics = result.metrics
-      write_eval(workdir, step, result, writer)
+      write_eval(workdir, step, result, writer, config.eval.metric)
       if previews and jax.process_index() == 0:
         writer.write_images(step, {'eval/detections': np.stack(previews)})
     if is_save:
-      checkpoints.save(manager, step, state, config,
+      checkpoints.save(manager, step, state, run.signature,
                        metrics={'mAP': metrics['mAP']} if is_eval else None)
-  manager.wait_until_finished()
+  checkpoints.wait_until_finished(manager)
   writer.flush()
   return metrics
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Restores `config.eval_step` (default: the latest) from `workdir` and evaluates it."""
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Restores `config.eval_step` (default: the latest) from `workdir` and evaluates it.
+
+  A missing or empty `workdir` is a UserError and creates nothing; holds the workdir lock.
+  """
+  workdir_lib.check(workdir, 'eval')
+  with workdir_lib.lock(workdir, 'eval'):
+    return _evaluate_checkpoint(config, workdir)
+
+
+def _evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-  mesh, info, state, _, eval_fn, manager = _setup(config, workdir)
-  state, step = checkpoints.restore(manager, state, config, config.eval_step)
+  run = _setup(config, workdir)
+  state, step = checkpoints.restore(run.manager, run.state, run.signature, config.eval_step)
   if step is None:
-    raise FileNotFoundError(f'No checkpoint to evaluate in {workdir}/checkpoints.')
-  result, _ = evaluate_model(config, state.variables, eval_fn, mesh, info)
-  write_eval(workdir, step, result, writer)
+    raise errors.UserError(f'No readable checkpoint left to evaluate in {run.manager.directory}.')
+  result, _ = score_split(config, state.variables, run.eval_fn, run.mesh, run.info)
+  write_eval(workdir, step, result, writer, config.eval.metric)
   writer.flush()
   return result.metrics

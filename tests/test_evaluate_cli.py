@@ -18,7 +18,7 @@ import numpy as np
 
 from ssd_jax import errors
 from ssd_jax import evaluate
-from ssd_jax.evaluation import file_io
+from ssd_jax import file_io
 from ssd_jax.evaluation import files
 from ssd_jax.evaluation import voc
 from tests import test_evaluation_coco

@@ -1,8 +1,10 @@
 """The training program end to end on the smoke config: train, resume, eval, restore errors."""
 
+import errno
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -13,7 +15,9 @@ import pytest
 from configs import smoke
 from ssd_jax import anchors
 from ssd_jax import checkpoints
+from ssd_jax import errors
 from ssd_jax import models
+from ssd_jax import pretrained
 from ssd_jax import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,6 +26,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope='module')
 def data_dir(tmp_path_factory):
   return str(tmp_path_factory.mktemp('tfds'))
+
+
+def signature(config):
+  """The checkpoint signature a run of `config` writes and checks."""
+  return checkpoints.model_signature(config, anchors.from_config(config))
 
 
 def new_state(config):
@@ -61,7 +70,7 @@ def test_train_writes_eval_json_and_checkpoints(trained):
 
 def test_eval_mode_reproduces_the_final_metric(trained, data_dir):
   workdir, metrics = trained
-  again = train.evaluate(smoke_config(data_dir), workdir)
+  again = train.evaluate_checkpoint(smoke_config(data_dir), workdir)
   assert again['mAP'] == pytest.approx(metrics['mAP'], abs=1e-9)
   for key, value in metrics.items():
     if np.isfinite(value):
@@ -72,35 +81,62 @@ def test_resume_continues_from_the_saved_step(trained, data_dir, tmp_path, capsy
   workdir, _ = trained
   resumed = str(tmp_path / 'resumed')
   shutil.copytree(workdir, resumed)
+  # The eval mAP is stored with each evaluated step; make step 4 the best, so that the resumed
+  # run (which knows the mAPs only from disk) must keep it past keep_checkpoints=2.
+  metrics_file = os.path.join(resumed, 'checkpoints', '4', 'metrics', 'metrics')
+  with open(metrics_file) as f:
+    assert 'mAP' in json.load(f)
+  with open(metrics_file, 'w') as f:
+    json.dump({'mAP': 1.0}, f)
   config = smoke_config(data_dir, num_train_steps=10, **{'eval.every_steps': 10})
   train.train_and_evaluate(config, resumed)
   out = capsys.readouterr().out
   assert 'Resuming from the checkpoint of step 8' in out
   assert 'step 2/10' not in out and 'step 10/10' in out  # no step before 8 was run again
   manager = checkpoints.create_manager(resumed, config)
+  assert sorted(manager.all_steps()) == [4, 8, 10]  # the last two and the best
   state = new_state(config)
-  state, step = checkpoints.restore(manager, state, config)
+  state, step = checkpoints.restore(manager, state, signature(config))
   assert step == 10 and int(state.step) == 10  # optimizer state carried the step count
+  # The config changed on resume: config.json is the new one, the old is kept by its step.
+  with open(os.path.join(resumed, 'config.json')) as f:
+    assert json.load(f)['num_train_steps'] == 10
+  with open(os.path.join(resumed, 'config.8.json')) as f:
+    assert json.load(f)['num_train_steps'] == 8
+
+
+def test_rejected_restore_leaves_config_json_alone(trained, data_dir, tmp_path):
+  workdir, _ = trained
+  copy = str(tmp_path / 'copy')
+  shutil.copytree(workdir, copy)
+  with open(os.path.join(copy, 'config.json')) as f:
+    before = f.read()
+  with pytest.raises(ValueError, match='model.width'):
+    train.train_and_evaluate(smoke_config(data_dir, **{'model.width': 0.25}), copy)
+  with open(os.path.join(copy, 'config.json')) as f:
+    assert f.read() == before
+  assert not [n for n in os.listdir(copy) if n.startswith('config.') and n != 'config.json']
+  assert not os.path.exists(os.path.join(copy, 'lock'))  # released on the error
 
 
 def test_restore_into_a_different_model_names_the_mismatch(trained, data_dir):
   workdir, _ = trained
   config = smoke_config(data_dir, **{'model.width': 0.25})
   with pytest.raises(ValueError, match=r'model.width: checkpoint has 0.125, config has 0.25'):
-    train.evaluate(config, workdir)
+    train.evaluate_checkpoint(config, workdir)
 
 
 def test_restore_into_another_normalization_names_it(trained, data_dir):
   workdir, _ = trained
   config = smoke_config(data_dir, **{'model.norm': 'group'})
   with pytest.raises(ValueError, match=r"model.norm: checkpoint has None, config has 'group'"):
-    train.evaluate(config, workdir)
+    train.evaluate_checkpoint(config, workdir)
 
 
 def test_eval_of_a_missing_step_is_a_clear_error(trained, data_dir):
   workdir, _ = trained
   with pytest.raises(ValueError, match='No checkpoint for step 3'):
-    train.evaluate(smoke_config(data_dir, eval_step=3), workdir)
+    train.evaluate_checkpoint(smoke_config(data_dir, eval_step=3), workdir)
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
@@ -115,7 +151,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
   manager = checkpoints.create_manager(workdir, config)
   for step in manager.all_steps():  # every checkpoint left behind is finite
     state = new_state(config)
-    state, _ = checkpoints.restore(manager, state, config, step)
+    state, _ = checkpoints.restore(manager, state, signature(config), step)
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
 
 
@@ -126,15 +162,15 @@ def abstract_params(config):
 
 def test_init_from_loads_matching_arrays(trained, data_dir):
   workdir, _ = trained
-  pretrained = checkpoints.load_params(os.path.join(workdir, 'checkpoints'))
-  params = abstract_params(smoke_config(data_dir))
-  merged, loaded = checkpoints.merge_params(params, pretrained)
-  assert len(loaded) == len(jax.tree.leaves(params))
+  params = checkpoints.load_params(os.path.join(workdir, 'checkpoints'))
+  fresh = abstract_params(smoke_config(data_dir))
+  merged, loaded, reinitialized = pretrained.select(fresh, params, 'all')
+  assert len(loaded) == len(jax.tree.leaves(fresh)) and not reinitialized
   np.testing.assert_array_equal(merged['vgg16']['conv1_1']['conv']['kernel'],
-                                pretrained['vgg16']['conv1_1']['conv']['kernel'])
+                                params['vgg16']['conv1_1']['conv']['kernel'])
   wide = abstract_params(smoke_config(data_dir, **{'model.width': 0.25}))
-  with pytest.raises(ValueError, match=r'kernel has shape \(3, 3, \d+, \d+\) in the checkpoint'):
-    checkpoints.merge_params(wide, pretrained)
+  with pytest.raises(ValueError, match=r'kernel \(3, 3, \d+, \d+\) in the checkpoint'):
+    pretrained.select(wide, params, 'all')
 
 
 def test_two_fake_devices_give_the_same_losses_as_one():
@@ -206,7 +242,140 @@ def test_manager_keeps_the_last_n_and_the_best(tmp_path):
   manager = checkpoints.create_manager(str(tmp_path), config)
   state = {'w': np.zeros(3, np.float32)}
   for step, mAP in [(1, 0.1), (2, 0.9), (3, None), (4, 0.3), (5, 0.2)]:
-    checkpoints.save(manager, step, state, config,
+    checkpoints.save(manager, step, state, signature(config),
                      metrics=None if mAP is None else {'mAP': mAP})
   manager.wait_until_finished()
   assert sorted(manager.all_steps()) == [2, 4, 5]
+
+
+def truncate(path):
+  with open(path, 'r+b') as f:
+    f.truncate(os.path.getsize(path) // 2)
+
+
+def largest_array_file(step_dir):
+  files = [os.path.join(root, n) for root, _, names in os.walk(os.path.join(step_dir, 'state'))
+           if os.path.basename(root) == 'd' for n in names]
+  return max(files, key=os.path.getsize)
+
+
+def test_eval_falls_back_from_a_truncated_array_file(trained, data_dir, tmp_path, capsys):
+  workdir, _ = trained
+  copy = str(tmp_path / 'copy')
+  shutil.copytree(workdir, copy)
+  damaged = largest_array_file(os.path.join(copy, 'checkpoints', '8'))
+  truncate(damaged)
+  train.evaluate_checkpoint(smoke_config(data_dir), copy)
+  out = capsys.readouterr().out
+  moved = os.path.join(copy, 'checkpoints_corrupt', '8')
+  assert f'Checkpoint step 8 is unreadable: {damaged}:' in out
+  assert f'Moved it to {moved}; using step 4.' in out
+  assert 'Evaluation at step 4' in out and 'Evaluation at step 8' not in out
+  assert os.path.isfile(damaged.replace(os.path.join('checkpoints', '8'),
+                                        os.path.join('checkpoints_corrupt', '8')))
+  assert sorted(os.listdir(os.path.join(copy, 'checkpoints'))) == ['4']
+
+
+def test_resume_falls_back_from_a_truncated_metadata_file(trained, data_dir, tmp_path, capsys):
+  workdir, _ = trained
+  copy = str(tmp_path / 'copy')
+  shutil.copytree(workdir, copy)
+  damaged = os.path.join(copy, 'checkpoints', '8', 'state', '_METADATA')
+  truncate(damaged)
+  config = smoke_config(data_dir)
+  manager = checkpoints.create_manager(copy, config)
+  state = new_state(config)
+  with pytest.raises(errors.UserError, match=f'Checkpoint step 8 is unreadable: {damaged}:'):
+    checkpoints.restore(manager, state, signature(config), 8)  # a requested step: no silent fallback
+  assert os.path.isdir(os.path.join(copy, 'checkpoints', '8'))
+  state, step = checkpoints.restore(manager, state, signature(config))  # what a resume does
+  assert step == 4 and int(state.step) == 4
+  assert os.path.isfile(os.path.join(copy, 'checkpoints_corrupt', '8', 'state', '_METADATA'))
+  assert f'Checkpoint step 8 is unreadable: {damaged}:' in capsys.readouterr().out
+
+
+def test_eval_with_another_metric_keeps_the_first(trained, data_dir, tmp_path):
+  workdir, metrics = trained
+  copy = str(tmp_path / 'copy')
+  shutil.copytree(workdir, copy)
+  voc = train.evaluate_checkpoint(smoke_config(data_dir, **{'eval.metric': 'voc'}), copy)
+  with open(os.path.join(copy, 'eval', 'step_8.json')) as f:
+    saved = json.load(f)
+  assert saved['metric'] == 'voc07'  # the training run's metric stays at the top level
+  assert saved['metrics']['mAP'] == pytest.approx(metrics['mAP'])
+  assert set(saved['by_metric']) == {'voc07', 'voc'}
+  assert saved['by_metric']['voc07']['metrics']['mAP'] == pytest.approx(metrics['mAP'])
+  assert saved['by_metric']['voc']['metrics']['mAP'] == pytest.approx(voc['mAP'])
+  assert not [n for n in os.listdir(os.path.join(copy, 'eval')) if 'tmp' in n]
+
+
+def test_eval_of_a_missing_or_empty_workdir_creates_nothing(data_dir, tmp_path):
+  missing = str(tmp_path / 'mistyped')
+  with pytest.raises(errors.UserError, match=f'--workdir={missing} does not exist'):
+    train.evaluate_checkpoint(smoke_config(data_dir), missing)
+  assert not os.path.exists(missing)
+  empty = tmp_path / 'empty'
+  empty.mkdir()
+  with pytest.raises(errors.UserError, match='No checkpoint to evaluate in'):
+    train.evaluate_checkpoint(smoke_config(data_dir), str(empty))
+  assert not os.listdir(empty)
+
+
+@pytest.mark.parametrize('run', ['train_and_evaluate', 'evaluate_checkpoint'])
+def test_a_workdir_that_is_a_file_is_one_line(data_dir, tmp_path, run):
+  path = tmp_path / 'file'
+  path.write_text('x')
+  with pytest.raises(errors.UserError, match=f'--workdir={path} is a file, not a folder'):
+    getattr(train, run)(smoke_config(data_dir), str(path))
+
+
+def test_a_second_run_on_a_workdir_is_refused(data_dir, tmp_path):
+  workdir = str(tmp_path / 'busy')
+  os.makedirs(workdir)
+  holder = {'host': socket.gethostname(), 'pid': os.getppid(), 'started': '2026-01-02T03:04:05'}
+  with open(os.path.join(workdir, 'lock'), 'w') as f:
+    json.dump(holder, f)
+  with pytest.raises(errors.UserError, match=(
+      rf'is in use by another run \(host {socket.gethostname()}, PID {os.getppid()}, '
+      r'started 2026-01-02T03:04:05')):
+    train.train_and_evaluate(smoke_config(data_dir), workdir)
+  assert os.listdir(workdir) == ['lock']  # nothing written by the refused run
+
+
+def test_a_full_disk_while_writing_json_names_the_file(data_dir, tmp_path, monkeypatch):
+  config = smoke_config(data_dir)
+  train.write_config(str(tmp_path), config, None)
+  path = os.path.join(tmp_path, 'config.json')
+  with open(path) as f:
+    before = f.read()
+
+  def full(src, dst):
+    raise OSError(errno.ENOSPC, 'No space left on device', src)
+
+  monkeypatch.setattr(os, 'replace', full)
+  config.num_train_steps = 99
+  with pytest.raises(errors.UserError, match=(
+      rf'cannot write {tmp_path}/config.8.json: disk full \(\d+\.\d MiB free')):
+    train.write_config(str(tmp_path), config, 8)
+  with open(path) as f:
+    assert f.read() == before
+  assert os.listdir(tmp_path) == ['config.json']  # no temporary file left
+
+
+def test_a_full_disk_while_saving_a_checkpoint_names_the_step(tmp_path, monkeypatch):
+  config = smoke.get_config()
+  manager = checkpoints.create_manager(str(tmp_path), config)
+  real_save = type(manager).save
+
+  def full(self, step, *args, **kwargs):
+    os.makedirs(os.path.join(self.directory, f'{step}.orbax-checkpoint-tmp-1234', 'state'))
+    raise OSError(errno.ENOSPC, 'No space left on device')
+
+  checkpoints.save(manager, 1, {'w': np.zeros(3, np.float32)}, signature(config))
+  monkeypatch.setattr(type(manager), 'save', full)
+  with pytest.raises(errors.UserError, match=(
+      rf'cannot write {tmp_path}/checkpoints/2: disk full \(\d+\.\d MiB')):
+    checkpoints.save(manager, 2, {'w': np.zeros(3, np.float32)}, signature(config))
+  monkeypatch.setattr(type(manager), 'save', real_save)
+  manager.wait_until_finished()
+  assert sorted(os.listdir(os.path.join(tmp_path, 'checkpoints'))) == ['1']  # nothing partial

@@ -23,7 +23,7 @@ from pycocotools import coco as coco_lib
 from pycocotools import cocoeval
 
 from ssd_jax import errors
-from ssd_jax.evaluation import file_io
+from ssd_jax import file_io
 from ssd_jax.evaluation import pixel_boxes
 from ssd_jax.evaluation import result as result_lib
 

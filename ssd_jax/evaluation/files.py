@@ -18,7 +18,7 @@ import numpy as np
 from ssd_jax import errors
 from ssd_jax.classes import VOC_CLASSES
 from ssd_jax.evaluation import coco
-from ssd_jax.evaluation import file_io
+from ssd_jax import file_io
 from ssd_jax.evaluation import result as result_lib
 from ssd_jax.evaluation import voc
 

@@ -8,7 +8,7 @@ import matplotlib
 matplotlib.use('Agg')
 from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
 
-from ssd_jax.evaluation import file_io
+from ssd_jax import file_io
 from ssd_jax.evaluation import result as result_lib
 
 

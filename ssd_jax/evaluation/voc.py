@@ -28,6 +28,7 @@ import numpy as np
 
 from ssd_jax.evaluation import pixel_boxes
 from ssd_jax.evaluation import result as result_lib
+from ssd_jax.evaluation import size_bins
 
 # Detection-by-ground-truth IoU entries computed at once (bounds the memory of `match_class`).
 _CHUNK_ELEMENTS = 1 << 20
@@ -245,6 +246,8 @@ class VocEvaluator:
   `x_norm * width + 1`; ground truth is then rounded to integers (`round_ground_truth`), since
   devkit annotations are integers that tfds stores as float32 fractions; detections are not.
   Pass `round_ground_truth=False` for data annotated with sub-pixel coordinates.
+  Besides `mAP` and per-class AP, `evaluate()` reports `mAP_small`, `mAP_medium` and
+  `mAP_large`: AP restricted to objects of each size (`size_bins.py`).
 
   Usage:
     evaluator = VocEvaluator(config.input.class_names, use_07_metric=True)
@@ -266,6 +269,7 @@ class VocEvaluator:
     self.image_ids = []  # Per image index: the batch's image_id (str for VOC stems).
     self._gt = []  # (image, label, boxes, difficult) per batch.
     self._det = []  # (image, label, boxes, scores) per batch.
+    self._gt_area, self._det_area = [], []  # (relative box areas,) per batch (size_bins.py).
 
   def add_batch(self, batch, detections) -> None:
     """Adds one batch: `batch` (boxes, labels, mask, difficult, image_id, orig_size,
@@ -283,12 +287,16 @@ class VocEvaluator:
       gt_boxes = np.round(gt_boxes)
     gt_image = np.broadcast_to(image[:, None], labels.shape)
     self._gt.append((gt_image[is_gt], labels[is_gt], gt_boxes[is_gt], difficult[is_gt]))
+    image_size = np.broadcast_to(orig_size[:, None, :], labels.shape + (2,))
+    self._gt_area.append((size_bins.relative_area(gt_boxes[is_gt], image_size[is_gt]),))
 
     valid = np.asarray(detections['valid'], bool)[keep]  # [n, K]
     det_boxes = pixel_boxes.yxyx_to_devkit_xyxy(np.asarray(detections['boxes'])[keep], orig_size)
     det_image = np.broadcast_to(image[:, None], valid.shape)
     self._det.append((det_image[valid], np.asarray(detections['classes'])[keep][valid],
                       det_boxes[valid], np.asarray(detections['scores'], np.float64)[keep][valid]))
+    image_size = np.broadcast_to(orig_size[:, None, :], valid.shape + (2,))
+    self._det_area.append((size_bins.relative_area(det_boxes[valid], image_size[valid]),))
 
   def ground_truth(self) -> VocGroundTruth:
     return VocGroundTruth(*_concat(self._gt, [(0,), (0,), (0, 4), (0,)],
@@ -299,12 +307,19 @@ class VocEvaluator:
                                   [np.int64, np.int64, np.float64, np.float64]))
 
   def evaluate(self) -> result_lib.EvalResult:
-    """Full result: metrics, per-class counts and precision/recall curves."""
-    return evaluate_voc(self.ground_truth(), self.detections(), self.class_names,
-                        self.use_07_metric, self.iou_threshold)
+    """Full result: metrics (with the size bins' mAP), per-class counts and PR curves."""
+    ground_truth, detections = self.ground_truth(), self.detections()
+    result = evaluate_voc(ground_truth, detections, self.class_names, self.use_07_metric,
+                          self.iou_threshold)
+    by_size = size_bins.evaluate_by_size(
+        ground_truth, detections, _concat(self._gt_area, [(0,)], [np.float64])[0],
+        _concat(self._det_area, [(0,)], [np.float64])[0], self.class_names,
+        self.use_07_metric, self.iou_threshold)
+    result.metrics = {'mAP': result.metrics['mAP'], **by_size, **result.metrics}
+    return result
 
   def result(self) -> dict[str, float]:
-    """{'mAP': .., 'AP/<class name>': ..}."""
+    """{'mAP': .., 'mAP_small': .., 'mAP_medium': .., 'mAP_large': .., 'AP/<class name>': ..}."""
     return self.evaluate().metrics
 
   def detections_json(self) -> list[dict]:

@@ -24,4 +24,5 @@ def create_model(model_config: ml_collections.ConfigDict, boxes_per_cell: Sequen
       width=model_config.width,
       l2norm_scale=model_config.l2norm_scale,
       norm=model_config.norm,
+      skip_sources=model_config.skip_sources,
       dtype=DTYPES[model_config.dtype])

@@ -31,8 +31,12 @@ def source_names(arch: str) -> list[str]:
   return ['conv4_3', 'conv7'] + [f'{name}_2' for name, *_ in EXTRA_LAYERS[arch]]
 
 
-def feature_map_sizes(arch: str, input_size: int, num_sources: int | None = None) -> list[int]:
-  """Spatial size of each source map, computed from the layer table (no model needed)."""
+def feature_map_sizes(arch: str, input_size: int, num_sources: int | None = None,
+                      skip_sources: int = 0) -> list[int]:
+  """Spatial size of each predicting source map (maps skip_sources .. num_sources - 1).
+
+  Computed from the layer table; no model needed.
+  """
   if arch not in EXTRA_LAYERS:
     raise ValueError(f'Unknown model.arch {arch!r}; expected one of {sorted(EXTRA_LAYERS)}.')
   sizes = list(vgg.base_map_sizes(input_size))
@@ -44,13 +48,16 @@ def feature_map_sizes(arch: str, input_size: int, num_sources: int | None = None
   if not 1 <= num_sources <= len(sizes):
     raise ValueError(f'model.num_sources={num_sources} but {arch} has {len(sizes)} source maps.')
   sizes = sizes[:num_sources]
+  if not 0 <= skip_sources < num_sources:
+    raise ValueError(f'model.skip_sources={skip_sources} must be in 0..{num_sources - 1} '
+                     f'(model.num_sources={num_sources}).')
   if min(sizes) < 1:
     names = source_names(arch)
     bad = [f'{names[i]}={s}' for i, s in enumerate(sizes) if s < 1]
     raise ValueError(
         f'model.input_size={input_size} is too small for {arch}: source maps {bad} would be '
         'empty. Use a larger input or fewer model.num_sources.')
-  return sizes
+  return sizes[skip_sources:]
 
 
 class SSD(nn.Module):
@@ -58,7 +65,9 @@ class SSD(nn.Module):
 
   Attributes:
     num_classes: object classes; the heads predict num_classes + 1 scores (0 = background).
-    boxes_per_cell: default boxes per cell of each source map (sets the number of sources).
+    boxes_per_cell: default boxes per cell of each predicting source map (with skip_sources,
+      sets the number of sources).
+    skip_sources: how many of the finest source maps predict nothing (the paper's Table 3).
   """
   num_classes: int
   boxes_per_cell: Sequence[int]
@@ -67,6 +76,7 @@ class SSD(nn.Module):
   l2norm_scale: float = 20.0
   norm: str | None = None  # None (the paper), 'group' or 'batch' (see vgg.ConvReLU).
   dtype: Any = jnp.float32
+  skip_sources: int = 0
 
   @nn.compact
   def __call__(self, images: jnp.ndarray,
@@ -79,17 +89,19 @@ class SSD(nn.Module):
     sources = list(vgg.VGG16(self.width, self.l2norm_scale, self.norm, self.dtype,
                              name='vgg16')(x, train))
     x = sources[-1]
+    num_sources = self.skip_sources + len(self.boxes_per_cell)
     for name, mid, out, kernel, stride, pad in EXTRA_LAYERS[self.arch]:
-      if len(sources) >= len(self.boxes_per_cell):
+      if len(sources) >= num_sources:
         break
       x = vgg.ConvReLU(vgg.scaled(mid, self.width), kernel=1, padding=0, norm=self.norm,
                        dtype=self.dtype, name=f'{name}_1')(x, train)
       x = vgg.ConvReLU(vgg.scaled(out, self.width), kernel=kernel, strides=stride, padding=pad,
                        norm=self.norm, dtype=self.dtype, name=f'{name}_2')(x, train)
       sources.append(x)
-    if len(sources) != len(self.boxes_per_cell):
-      raise ValueError(f'{len(self.boxes_per_cell)} source maps requested; {self.arch} has '
+    if len(sources) != num_sources:
+      raise ValueError(f'{num_sources} source maps requested; {self.arch} has '
                        f'{len(sources)}.')
+    sources = sources[self.skip_sources:]
 
     head = lambda ch, name: nn.Conv(ch, (3, 3), padding=1, kernel_init=vgg.conv_init,  # pylint: disable=g-long-lambda
                                     dtype=self.dtype, name=name)

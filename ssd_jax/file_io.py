@@ -1,18 +1,18 @@
-"""Reading the evaluation's json inputs and writing its outputs, with one-line errors.
+"""Reading json inputs and writing outputs whole or not at all, with one-line errors.
 
 - `read_json(path, what)`: a json file (UTF-8, or UTF-16/32 as json allows); raises
   FileNotFoundError or `errors.UserError` naming the path (and the byte offset of bad text).
 - `is_number(value)`: an int or float as json gives them; not a string, not a boolean.
 - `check_writable(path, flag, folder)`: before a long computation, whether its output can be
   written there.
-- `write_atomically(path, write)`: writes through a temporary file in the same folder and
-  `os.replace`, so a full disk or another failure leaves no partial file behind.
+- `write_atomically(path, write)`, `write_text(path, text)`: write through a temporary file in
+  the same folder and `os.replace`, so a full disk or another failure leaves no partial file
+  behind (and raise a UserError naming the path).
 """
 
-import errno
+import contextlib
 import json
 import os
-import shutil
 import tempfile
 from typing import Any, BinaryIO, Callable
 
@@ -95,11 +95,15 @@ def write_atomically(path: str, write: Callable[[BinaryIO], Any]) -> None:
     os.chmod(tmp, _permission_bits())
     os.replace(tmp, path)
   except BaseException as e:
-    os.remove(tmp)
+    with contextlib.suppress(OSError):
+      os.remove(tmp)
     if not isinstance(e, OSError):
       raise
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-      free = shutil.disk_usage(folder).free
-      raise errors.UserError(f'cannot write {path}: disk full ({free / 2**20:.1f} MiB free on '
-                             f'{folder}).') from e
+    if errors.find_disk_full(e):
+      raise errors.disk_full(path) from e
     raise errors.UserError(f'cannot write {path}: {e.strerror}.') from e
+
+
+def write_text(path: str, text: str) -> None:
+  """Writes `text` (UTF-8) to `path` atomically, as `write_atomically`."""
+  write_atomically(path, lambda f: f.write(text.encode()))

@@ -1,0 +1,43 @@
+"""Checkpoint retention across restarts (no training: a tiny state saved by the real manager)."""
+
+import numpy as np
+
+from configs import smoke
+from ssd_jax import anchors
+from ssd_jax import checkpoints
+
+
+def signature(config):
+  return checkpoints.model_signature(config, anchors.from_config(config))
+
+
+def test_the_best_step_survives_any_number_of_restarts(tmp_path):
+  config = smoke.get_config()
+  config.keep_checkpoints = 2
+  state = {'w': np.zeros(3, np.float32)}
+  runs = [[(1, 0.9), (2, 0.1)], [(3, None), (4, 0.2)], [(5, 0.3)], [(6, None)]]
+  for run in runs:  # each run is a fresh manager that knows earlier mAPs only from disk
+    manager = checkpoints.create_manager(str(tmp_path), config)
+    for step, mAP in run:
+      checkpoints.save(manager, step, state, signature(config),
+                       metrics=None if mAP is None else {'mAP': mAP})
+    checkpoints.wait_until_finished(manager)
+    manager.close()
+  manager = checkpoints.create_manager(str(tmp_path), config)
+  assert sorted(manager.all_steps()) == [1, 5, 6]
+  assert manager.metrics(1) == {'mAP': 0.9}
+
+
+def test_a_cut_off_metrics_file_sets_its_step_aside(tmp_path, capsys):
+  config = smoke.get_config()
+  manager = checkpoints.create_manager(str(tmp_path), config)
+  for step in (1, 2):
+    checkpoints.save(manager, step, {'w': np.zeros(3, np.float32)}, signature(config),
+                     metrics={'mAP': 0.5})
+  checkpoints.wait_until_finished(manager)
+  damaged = tmp_path / 'checkpoints' / '2' / 'metrics' / 'metrics'
+  damaged.write_text('{"mA')
+  manager = checkpoints.create_manager(str(tmp_path), config)  # orbax reads every metrics file
+  assert sorted(manager.all_steps()) == [1]
+  assert (tmp_path / 'checkpoints_corrupt' / '2' / 'metrics' / 'metrics').exists()
+  assert f'Checkpoint step 2 is unreadable: {damaged}:' in capsys.readouterr().out
