@@ -50,6 +50,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.anchors.extra_scale = True
   config.anchors.clip = False  # Clip priors to [0, 1] (the paper's Caffe models do not).
   config.anchors.offset = 0.5  # Box centre offset within a cell, in cells.
+  # Cap each box's height and width at the image size before clipping (torchvision's
+  # DefaultBoxGenerator(clip=True)); the paper's Caffe models do not.
+  config.anchors.clip_sizes = False
 
   # --- Matching and loss ------------------------------------------------------------------
   config.loss = ml_collections.ConfigDict()
@@ -112,6 +115,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.pre_nms_top_k = 400  # Candidates per class entering NMS.
   config.eval.nms_iou = 0.45
   config.eval.max_detections = 200  # Kept per image after NMS.
+  # Clip decoded boxes to the image before NMS (torchvision does; Caffe SSD does not).
+  config.eval.clip_boxes = False
+  # Upper bound on the decoded log-size offsets (offset * variance) before exp; None = none.
+  # torchvision's box coder clamps at log(1000 / 16).
+  config.eval.max_size_offset = ml_collections.config_dict.placeholder(float)
   config.eval.every_steps = 5_000
   config.eval.num_images = ml_collections.config_dict.placeholder(int)  # None = whole split.
   config.eval_step = ml_collections.config_dict.placeholder(int)  # --mode=eval: which step.
@@ -120,6 +128,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every_steps = 50
   config.checkpoint_every_steps = 5_000
   config.keep_checkpoints = 3
-  config.init_from = ml_collections.config_dict.placeholder(str)  # Pretrained base ckpt.
+  # Pretrained weights to start from (a fresh run only): a workdir, its checkpoints/ folder
+  # or a step folder, e.g. the output of `python -m ssd_jax.convert` (docs/weights.md).
+  config.init_from = ml_collections.config_dict.placeholder(str)
+  # Which parts of the model init_from loads: 'base' (VGG16 conv1_1 .. conv7), 'base+extras'
+  # (also conv8 .. conv12 and the conv4_3 L2Norm), 'all_but_class_head' (also the box head) or
+  # 'all' (also the class head). Within those parts every array whose path and shape match is
+  # loaded; a class head of another class count is re-initialised, and every re-initialised
+  # array is printed with the reason.
+  config.init_parts = 'all'
   config.seed = 0
   return config

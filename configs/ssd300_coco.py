@@ -1,4 +1,8 @@
-"""SSD300 on COCO 2017 (trainval35k-style train split, val2017 for evaluation)."""
+"""SSD300 on COCO 2017 (trainval35k-style train split, val2017 for evaluation).
+
+The paper's start: --config.init_from=<`ssd_jax.convert vgg16` output> --config.init_parts=base
+(docs/weights.md).
+"""
 
 from configs import default
 from ssd_jax.classes import COCO_CLASSES

@@ -1,4 +1,8 @@
-"""SSD512 on COCO 2017 (Caffe SSD512 COCO sizes: scales 0.1 .. 0.9 with 0.04 for conv4_3)."""
+"""SSD512 on COCO 2017 (Caffe SSD512 COCO sizes: scales 0.1 .. 0.9 with 0.04 for conv4_3).
+
+The paper's start: --config.init_from=<`ssd_jax.convert vgg16` output> --config.init_parts=base
+(docs/weights.md).
+"""
 
 from configs import ssd300_coco
 from configs import ssd512_voc

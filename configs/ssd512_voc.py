@@ -1,4 +1,8 @@
-"""SSD512 on PASCAL VOC 07+12 (Caffe SSD512 sizes: 7 source maps 64 .. 1)."""
+"""SSD512 on PASCAL VOC 07+12 (Caffe SSD512 sizes: 7 source maps 64 .. 1).
+
+The paper's start: --config.init_from=<`ssd_jax.convert vgg16` output> --config.init_parts=base
+(docs/weights.md).
+"""
 
 from configs import default
 

@@ -94,6 +94,8 @@ def default_boxes(config: ml_collections.ConfigDict) -> np.ndarray:
     centres = (np.arange(f) + config.anchors.offset) * step / size
     cy, cx = np.meshgrid(centres, centres, indexing='ij')  # [f, f], row-major cells
     hw = np.asarray(shapes) / size  # [k, 2]
+    if config.anchors.clip_sizes:  # torchvision: sizes capped to the image, centres kept.
+      hw = np.minimum(hw, 1.0)
     grid = np.stack([cy, cx], axis=-1).reshape(-1, 1, 2)  # [f*f, 1, 2]
     boxes.append(np.concatenate(
         [np.broadcast_to(grid, (f * f, len(shapes), 2)),

@@ -49,9 +49,16 @@ def encode(boxes_yxyx, priors_cyxhw, variances=VARIANCES):
   return jnp.concatenate([centre, size], axis=-1)
 
 
-def decode(offsets, priors_cyxhw, variances=VARIANCES):
-  """Inverse of `encode`: offsets [..., P, 4] -> yxyx boxes [..., P, 4]."""
+def decode(offsets, priors_cyxhw, variances=VARIANCES, max_size_offset=None):
+  """Inverse of `encode`: offsets [..., P, 4] -> yxyx boxes [..., P, 4].
+
+  `max_size_offset` (None = no bound) caps the log-size offsets `offset * variance` before
+  the exp, as torchvision's box coder does with log(1000 / 16).
+  """
   var = jnp.asarray(variances, dtype=offsets.dtype)
   centre = priors_cyxhw[..., :2] + offsets[..., :2] * var[:2] * priors_cyxhw[..., 2:]
-  size = priors_cyxhw[..., 2:] * jnp.exp(offsets[..., 2:] * var[2:])
+  log_size = offsets[..., 2:] * var[2:]
+  if max_size_offset is not None:
+    log_size = jnp.minimum(log_size, max_size_offset)
+  size = priors_cyxhw[..., 2:] * jnp.exp(log_size)
   return cyxhw_to_yxyx(jnp.concatenate([centre, size], axis=-1))

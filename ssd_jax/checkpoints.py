@@ -240,8 +240,8 @@ def restore(manager: ocp.CheckpointManager, state, signature: dict, step: int | 
 def load_params(path: str):
   """Parameters of a checkpoint folder (a step folder or a run's `checkpoints/` folder).
 
-  Used by `config.init_from` to start from pretrained weights: every array whose path exists in
-  the model with the same shape is taken over (see `merge_params`).
+  Used by `config.init_from` to start from pretrained weights (`pretrained.select` takes the
+  chosen parts over).
   """
   path = os.path.abspath(path)
   if not os.path.isdir(path):
@@ -256,25 +256,3 @@ def load_params(path: str):
     state_dir = os.path.join(path, str(step), STATE)
   tree = ocp.StandardCheckpointer().restore(state_dir)
   return tree['params'] if isinstance(tree, dict) and 'params' in tree else tree
-
-
-def merge_params(params, pretrained, prefix=()):
-  """Replaces leaves of `params` with same-path, same-shape leaves of `pretrained`.
-
-  Returns (merged params, list of loaded paths). A same-path leaf with another shape is an
-  error naming it (the usual sign of a width or class-count mismatch).
-  """
-  loaded = []
-  if not isinstance(params, dict):
-    if tuple(pretrained.shape) != tuple(params.shape):
-      raise ValueError(f"config.init_from: {'/'.join(prefix)} has shape {pretrained.shape} in "
-                       f'the checkpoint but {params.shape} in the model.')
-    return jax.numpy.asarray(pretrained, params.dtype), ['/'.join(prefix)]
-  merged = {}
-  for key, value in params.items():
-    if isinstance(pretrained, dict) and key in pretrained:
-      merged[key], sub = merge_params(value, pretrained[key], prefix + (key,))
-      loaded += sub
-    else:
-      merged[key] = value
-  return merged, loaded

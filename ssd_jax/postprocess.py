@@ -39,9 +39,11 @@ def greedy_nms(boxes, scores, valid, iou_threshold):
 
 
 def _detect_one(loc, conf_logits, priors, variances, score_threshold, pre_nms_top_k, nms_iou,
-                max_detections):
+                max_detections, clip_boxes, max_size_offset):
   """One image: loc [P, 4], logits [P, C + 1] -> fixed-size detections."""
-  boxes = box_ops.decode(loc, priors, variances)  # [P, 4]
+  boxes = box_ops.decode(loc, priors, variances, max_size_offset)  # [P, 4]
+  if clip_boxes:  # Before NMS, as torchvision does.
+    boxes = jnp.clip(boxes, 0.0, 1.0)
   scores = jax.nn.softmax(conf_logits.astype(jnp.float32), axis=-1)[:, 1:].T  # [C, P]
   k = min(pre_nms_top_k, scores.shape[1])
   top_scores, top_idx = jax.lax.top_k(scores, k)  # [C, k], descending
@@ -64,11 +66,14 @@ def _detect_one(loc, conf_logits, priors, variances, score_threshold, pre_nms_to
 
 
 def detect(loc, conf_logits, priors_cyxhw, *, variances=box_ops.VARIANCES, score_threshold=0.01,
-           pre_nms_top_k=400, nms_iou=0.45, max_detections=200):
+           pre_nms_top_k=400, nms_iou=0.45, max_detections=200, clip_boxes=False,
+           max_size_offset=None):
   """Batched detections from the heads' outputs.
 
   Args:
     loc: [B, P, 4] predicted offsets; conf_logits: [B, P, C + 1]; priors_cyxhw: [P, 4].
+    clip_boxes: clip decoded boxes to the image before NMS (torchvision).
+    max_size_offset: bound on the decoded log-size offsets (see `box_ops.decode`).
 
   Returns:
     dict of boxes [B, K, 4] (normalized yxyx), scores [B, K], classes [B, K] (1-based),
@@ -76,7 +81,8 @@ def detect(loc, conf_logits, priors_cyxhw, *, variances=box_ops.VARIANCES, score
   """
   fn = functools.partial(_detect_one, priors=priors_cyxhw, variances=tuple(variances),
                          score_threshold=score_threshold, pre_nms_top_k=pre_nms_top_k,
-                         nms_iou=nms_iou, max_detections=max_detections)
+                         nms_iou=nms_iou, max_detections=max_detections,
+                         clip_boxes=clip_boxes, max_size_offset=max_size_offset)
   return jax.vmap(fn)(loc, conf_logits)
 
 
@@ -85,4 +91,5 @@ def detect_from_config(loc, conf_logits, priors_cyxhw, config):
   return detect(loc, conf_logits, priors_cyxhw, variances=tuple(config.loss.variances),
                 score_threshold=config.eval.score_threshold,
                 pre_nms_top_k=config.eval.pre_nms_top_k, nms_iou=config.eval.nms_iou,
-                max_detections=config.eval.max_detections)
+                max_detections=config.eval.max_detections, clip_boxes=config.eval.clip_boxes,
+                max_size_offset=config.eval.max_size_offset)

@@ -34,6 +34,7 @@ from ssd_jax import file_io
 from ssd_jax import losses
 from ssd_jax import models
 from ssd_jax import postprocess
+from ssd_jax import pretrained
 from ssd_jax import report
 from ssd_jax import visualize
 from ssd_jax import workdir as workdir_lib
@@ -329,11 +330,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   else:
     start_step = 0
     if config.init_from:
-      params, loaded = checkpoints.merge_params(
-          jax.device_get(state.params), checkpoints.load_params(config.init_from))
+      params = pretrained.initialize(state.params, config)
       state = state.replace(params=jax.device_put(params, jax.sharding.NamedSharding(
           mesh, jax.sharding.PartitionSpec())))
-      report.note(f'Initialized {len(loaded)} arrays from {config.init_from}.')
 
   train_iter = iter(tfds.as_numpy(input_pipeline.create_train_dataset(
       config, start_step=start_step)))

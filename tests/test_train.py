@@ -15,8 +15,9 @@ import pytest
 from configs import smoke
 from ssd_jax import anchors
 from ssd_jax import checkpoints
-from ssd_jax import models
 from ssd_jax import errors
+from ssd_jax import models
+from ssd_jax import pretrained
 from ssd_jax import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -161,15 +162,15 @@ def abstract_params(config):
 
 def test_init_from_loads_matching_arrays(trained, data_dir):
   workdir, _ = trained
-  pretrained = checkpoints.load_params(os.path.join(workdir, 'checkpoints'))
-  params = abstract_params(smoke_config(data_dir))
-  merged, loaded = checkpoints.merge_params(params, pretrained)
-  assert len(loaded) == len(jax.tree.leaves(params))
+  params = checkpoints.load_params(os.path.join(workdir, 'checkpoints'))
+  fresh = abstract_params(smoke_config(data_dir))
+  merged, loaded, reinitialized = pretrained.select(fresh, params, 'all')
+  assert len(loaded) == len(jax.tree.leaves(fresh)) and not reinitialized
   np.testing.assert_array_equal(merged['vgg16']['conv1_1']['conv']['kernel'],
-                                pretrained['vgg16']['conv1_1']['conv']['kernel'])
+                                params['vgg16']['conv1_1']['conv']['kernel'])
   wide = abstract_params(smoke_config(data_dir, **{'model.width': 0.25}))
-  with pytest.raises(ValueError, match=r'kernel has shape \(3, 3, \d+, \d+\) in the checkpoint'):
-    checkpoints.merge_params(wide, pretrained)
+  with pytest.raises(ValueError, match=r'kernel \(3, 3, \d+, \d+\) in the checkpoint'):
+    pretrained.select(wide, params, 'all')
 
 
 def test_two_fake_devices_give_the_same_losses_as_one():

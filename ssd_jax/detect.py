@@ -1,0 +1,250 @@
+r"""Command line: run a trained (or converted) detector on image files.
+
+  python -m ssd_jax.detect --workdir=<dir> [--step=N] <images or folders...> \
+      --output=dets.json [--draw=<folder>] [--score-threshold=0.3] [--batch-size=8]
+
+Restores the checkpoint (default: the latest) with the workdir's saved config.json, and runs
+the evaluation path on every image: the eval preprocessing (resize to the model's input,
+normalize), one jitted forward + postprocessing per batch, the config's eval thresholds. The
+output is a COCO results list in original-image pixels: per detection `image` (the file's
+stem), `image_id` (the stem, an integer if all digits: COCO's file names are their ids, so
+`ssd_jax.evaluate --metric=coco` scores the file), `file_name`, `category_id` (the model's
+label, numbered as the config's class list), `category` (its name), `bbox` [x, y, width,
+height] and `score`, for scores >= --score-threshold. JPEG, PNG (and whatever else Pillow
+reads) of any size, greyscale or RGBA (alpha dropped). Files in a folder that are not images
+are skipped, named and counted; if none can be read the command fails. --draw writes each
+image with its boxes to a new folder. Outputs appear only when complete. One process (single
+host).
+"""
+
+import json
+import os
+import shutil
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+from PIL import Image
+
+from ssd_jax import errors
+from ssd_jax import report
+
+FLAGS = flags.FLAGS
+PROG = 'ssd_jax.detect'
+
+
+def define_flags() -> None:
+  """The command's flags; defined only when run as a command, so that importing the module
+  (tests, other commands with an --output flag) defines none."""
+  flags.DEFINE_string('workdir', None, 'Training workdir (or `ssd_jax.convert` output) with '
+                      'checkpoints/ and config.json.')
+  flags.DEFINE_integer('step', None, 'Checkpoint step; default: the latest.')
+  flags.DEFINE_string('output', None, 'Detections json to write (COCO results list).')
+  flags.DEFINE_string('draw', None, 'Folder to create with each image and its detections drawn.')
+  flags.DEFINE_float('score-threshold', 0.3, 'Keep detections with at least this score.')
+  flags.DEFINE_integer('batch-size', 8, 'Images per forward pass.')
+  flags.mark_flags_as_required(['workdir', 'output'])
+
+
+
+def list_files(paths) -> list[str]:
+  """Files named in `paths`, folders expanded to their files (sorted, not recursive)."""
+  if not paths:
+    raise errors.UserError('give at least one image file or folder.')
+  files = []
+  for path in paths:
+    if os.path.isdir(path):
+      try:
+        names = sorted(os.listdir(path))
+      except OSError as e:
+        raise errors.UserError(f'{path}: cannot read the folder ({e.strerror}).') from None
+      files += [os.path.join(path, n) for n in names
+                if not n.startswith('.') and os.path.isfile(os.path.join(path, n))]
+    elif os.path.exists(path):
+      files.append(path)
+    else:
+      raise FileNotFoundError(f'{path}: no such file or folder')
+  return files
+
+
+def read_image(path: str) -> np.ndarray | None:
+  """uint8 [H, W, 3] RGB (greyscale replicated, alpha dropped); None if not a readable image."""
+  try:
+    with Image.open(path) as image:
+      image.load()
+      return np.asarray(image.convert('RGB'))
+  except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    return None
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a workdir was trained (or converted) with: <workdir>/config.json."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.isfile(path):
+    raise errors.UserError(f'--workdir={workdir} has no config.json; give a training workdir '
+                           'or the output of `python -m ssd_jax.convert`.')
+  with open(path) as f:
+    try:
+      return ml_collections.ConfigDict(json.load(f))
+    except json.JSONDecodeError as e:
+      raise errors.UserError(f'{path}: not valid JSON ({e}).') from None
+
+
+class Detector:
+  """A restored model and its jitted eval step, for batches of image files."""
+
+  def __init__(self, workdir: str, step: int | None = None):
+    from ssd_jax import anchors  # pylint: disable=g-import-not-at-top
+    from ssd_jax import checkpoints  # pylint: disable=g-import-not-at-top
+    from ssd_jax import models  # pylint: disable=g-import-not-at-top
+    from ssd_jax import train  # pylint: disable=g-import-not-at-top  # imports TensorFlow
+    from ssd_jax.data import augment  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf.config.set_visible_devices([], 'GPU')
+    self.config = config = load_config(workdir)
+    self.class_names = tuple(config.input.class_names)
+    priors = anchors.from_config(config)
+    model = models.create_model(config.model, priors.boxes_per_cell)
+    mesh = train.make_mesh()
+    state = jax.eval_shape(lambda: train.create_train_state(config, model,
+                                                            jax.random.PRNGKey(0)))
+    if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
+      raise errors.UserError(f'--workdir={workdir} has no checkpoints/ folder.')
+    manager = checkpoints.create_manager(workdir, config)
+    try:
+      state, self.step = checkpoints.restore(
+          manager, state, checkpoints.model_signature(config, priors), step)
+    except ValueError as e:  # No such step, or a checkpoint that does not fit config.json.
+      raise errors.UserError(f'--workdir={workdir}: {errors.one_line(e)}') from None
+    if self.step is None:
+      raise errors.UserError(f'--workdir={workdir}: no checkpoint in its checkpoints/ folder.')
+    self.variables = state.variables
+    self.eval_fn = train.compile_steps(config, mesh, state.apply_fn, priors.boxes)[1]
+    self.devices = mesh.size
+    ops = augment.eval_ops(config)
+    self._preprocess = tf.function(
+        lambda image: augment.apply_ops(ops, {'image': image})['image'],
+        input_signature=[tf.TensorSpec([None, None, 3], tf.float32)])
+
+  def preprocess(self, pixels: np.ndarray) -> np.ndarray:
+    """uint8 [H, W, 3] -> the model's input [S, S, 3], exactly as evaluation prepares it."""
+    return self._preprocess(pixels.astype(np.float32)).numpy()
+
+  def __call__(self, images: list[np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
+    """Detections (normalized yxyx boxes) for up to `batch_size` uint8 images."""
+    size = self.config.model.input_size
+    batch = np.zeros((batch_size, size, size, 3), np.float32)  # One shape: one compilation.
+    for i, pixels in enumerate(images):
+      batch[i] = self.preprocess(pixels)
+    detections = self.eval_fn(self.variables, {'image': batch})
+    return {k: np.asarray(v)[:len(images)] for k, v in detections.items()}
+
+
+def to_results(path: str, detections: dict, index: int, orig_size, class_names,
+               score_threshold: float) -> list[dict]:
+  """One image's detections above `score_threshold` as COCO results in pixels."""
+  from ssd_jax.evaluation import pixel_boxes  # pylint: disable=g-import-not-at-top
+  keep = detections['valid'][index] & (detections['scores'][index] >= score_threshold)
+  boxes = pixel_boxes.yxyx_to_coco_xywh(detections['boxes'][index][keep], orig_size)
+  stem = os.path.splitext(os.path.basename(path))[0]
+  image_id = int(stem) if stem.isdigit() else stem  # COCO file names are their image ids.
+  return [{'image': stem, 'image_id': image_id, 'file_name': path, 'category_id': int(c),
+           'category': class_names[c - 1], 'bbox': [round(float(v), 3) for v in box],
+           'score': round(float(s), 6)}
+          for c, s, box in zip(detections['classes'][index][keep],
+                               detections['scores'][index][keep], boxes)]
+
+
+def _draw(folder: str, path: str, pixels: np.ndarray, results: list[dict]) -> None:
+  from ssd_jax import visualize  # pylint: disable=g-import-not-at-top
+  h, w = pixels.shape[:2]
+  boxes = [[y / h, x / w, (y + bh) / h, (x + bw) / w]
+           for x, y, bw, bh in (r['bbox'] for r in results)]
+  drawn = visualize.draw_boxes(pixels, np.reshape(boxes, (-1, 4)),
+                               [f"{r['category']} {r['score']:.2f}" for r in results])
+  name = os.path.basename(path)
+  if os.path.splitext(name)[1].lower() not in ('.jpg', '.jpeg', '.png', '.bmp'):
+    name += '.png'
+  while os.path.exists(os.path.join(folder, name)):  # Same name from two folders.
+    name = '_' + name
+  Image.fromarray(drawn).save(os.path.join(folder, name))
+
+
+def detect_files(workdir: str, paths, output: str, *, step=None, draw=None,
+                 score_threshold=0.3, batch_size=8) -> list[dict]:
+  """Runs the detector of `workdir` on `paths` (files or folders); writes and returns the
+  results list. Raises UserError before any work for bad outputs or inputs."""
+  from ssd_jax.evaluation import file_io  # pylint: disable=g-import-not-at-top
+  file_io.check_writable(output, '--output', folder=False)
+  if draw and os.path.lexists(draw):
+    raise errors.UserError(f'--draw={draw} exists; give a new folder.')
+  if batch_size < 1:
+    raise errors.UserError(f'--batch-size={batch_size}; it must be at least 1.')
+  files = list_files(paths)
+  detector = Detector(workdir, step)
+  batch_size = -(-batch_size // detector.devices) * detector.devices
+  draw_tmp = None
+  if draw:
+    file_io.check_writable(draw, '--draw', folder=True)
+    draw_tmp = f'{os.path.abspath(draw)}.tmp-{os.getpid()}'
+    os.makedirs(draw_tmp)
+  results, skipped, done, start = [], [], 0, time.perf_counter()
+  try:
+    pending = list(files)
+    while pending:
+      chunk, images = [], []
+      while pending and len(images) < batch_size:
+        path = pending.pop(0)
+        pixels = read_image(path)
+        if pixels is None:
+          skipped.append(path)
+        else:
+          chunk.append(path)
+          images.append(pixels)
+      if not images:
+        continue
+      detections = detector(images, batch_size)
+      for i, (path, pixels) in enumerate(zip(chunk, images)):
+        found = to_results(path, detections, i, pixels.shape[:2], detector.class_names,
+                           score_threshold)
+        results += found
+        if draw_tmp:
+          _draw(draw_tmp, path, pixels, found)
+      done += len(images)
+      report.note(f'{done} images done ({len(files) - len(pending)}/{len(files)} files '
+                  f'read), {done / (time.perf_counter() - start):.1f} images/s')
+    if skipped:
+      more = f' and {len(skipped) - 5} more' if len(skipped) > 5 else ''
+      report.note(f'Skipped {len(skipped)} files that are not readable images: '
+                  f'{", ".join(skipped[:5])}{more}.')
+    if not done:
+      raise errors.UserError(f'none of the {len(files)} files is a readable image; nothing '
+                             'written.')
+    text = json.dumps(results, indent=1) + '\n'
+    file_io.write_atomically(output, lambda f: f.write(text.encode()))
+    if draw_tmp:
+      os.rename(draw_tmp, draw)
+  finally:
+    if draw_tmp:
+      shutil.rmtree(draw_tmp, ignore_errors=True)
+  report.note(f'{len(results)} detections (score >= {score_threshold}) in {done} images from '
+              f'step {detector.step} of {workdir} written to {output}'
+              + (f'; drawn into {draw}.' if draw else '.'))
+  return results
+
+
+def main(argv):
+  logging.set_verbosity(logging.WARNING)
+  errors.run_command(PROG, lambda: detect_files(
+      FLAGS.workdir, argv[1:], FLAGS.output, step=FLAGS.step, draw=FLAGS.draw,
+      score_threshold=FLAGS['score-threshold'].value,
+      batch_size=FLAGS['batch-size'].value))
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)

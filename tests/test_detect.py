@@ -1,0 +1,157 @@
+"""The detect command on generated JPEG/PNG/greyscale/RGBA files of several sizes, against the
+same model's evaluation path (one image at a time) scaled to each image by hand."""
+
+import json
+import os
+
+from flax import traverse_util
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+from PIL import ImageDraw
+import pytest
+import tensorflow as tf
+
+from configs import smoke
+from ssd_jax import anchors
+from ssd_jax import convert
+from ssd_jax import detect
+from ssd_jax import errors
+from ssd_jax import models
+from ssd_jax import train
+from ssd_jax.data import augment
+
+THRESHOLD = 0.12
+
+
+def scene(height, width, seed) -> Image.Image:
+  """A smooth background with a few filled shapes."""
+  rng = np.random.default_rng(seed)
+  y, x = np.mgrid[0:height, 0:width] / max(height, width)
+  base = np.stack([200 * x, 150 * y + 50, 120 + 80 * x * y], -1).astype(np.uint8)
+  image = Image.fromarray(base)
+  draw = ImageDraw.Draw(image)
+  for _ in range(3):
+    x0, y0 = rng.integers(0, width // 2), rng.integers(0, height // 2)
+    box = [x0, y0, x0 + rng.integers(8, width // 2), y0 + rng.integers(8, height // 2)]
+    colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+    (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour)
+  return image
+
+
+@pytest.fixture(scope='module')
+def workdir(tmp_path_factory):
+  config = smoke.get_config()
+  model = models.create_model(config.model, anchors.from_config(config).boxes_per_cell)
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(1), jnp.zeros((1, 96, 96, 3)))
+  rng = np.random.default_rng(1)
+  params = {}  # He-initialised kernels, small biases (running the initializers is slow).
+  for key, s in traverse_util.flatten_dict(shapes['params'], sep='/').items():
+    std = np.sqrt(2 / np.prod(s.shape[:-1])) if len(s.shape) > 1 else 0.1
+    params[key] = (rng.standard_normal(s.shape) * std).astype(np.float32)
+  params = traverse_util.unflatten_dict(params, sep='/')
+  params['vgg16']['conv4_3_norm']['scale'] = np.full(
+      params['vgg16']['conv4_3_norm']['scale'].shape, 20.0, np.float32)
+  path = str(tmp_path_factory.mktemp('det') / 'run')
+  convert.save_workdir(path, config, jax.device_get(params))
+  return path, params
+
+
+@pytest.fixture(scope='module')
+def images(tmp_path_factory):
+  folder = tmp_path_factory.mktemp('images')
+  scene(90, 120, 0).save(folder / 'a.jpg', quality=95)
+  scene(70, 70, 4).save(folder / '000000397133.jpg')
+  scene(200, 64, 1).save(folder / 'b.png')
+  scene(50, 50, 2).convert('L').save(folder / 'c_grey.png')
+  rgba = scene(160, 300, 3).convert('RGBA')
+  rgba.putalpha(128)
+  rgba.save(folder / 'd_rgba.png')
+  (folder / 'notes.txt').write_text('not an image')
+  return str(folder)
+
+
+def eval_path_results(params, path):
+  """The eval path on one image: eval preprocessing, eval step, boxes scaled by hand."""
+  config = smoke.get_config()
+  priors = anchors.from_config(config)
+  model = models.create_model(config.model, priors.boxes_per_cell)
+  with Image.open(path) as im:
+    pixels = np.asarray(im.convert('RGB'))
+  image = augment.apply_ops(augment.eval_ops(config),
+                            {'image': tf.constant(pixels, tf.float32)})['image']
+  dets = train.eval_step({'params': params, 'batch_stats': {}}, {'image': image.numpy()[None]},
+                         jnp.asarray(priors.boxes), model.apply, config)
+  h, w = pixels.shape[:2]
+  out = []
+  for box, score, label, valid in zip(*(np.asarray(dets[k][0]) for k in
+                                        ('boxes', 'scores', 'classes', 'valid'))):
+    if valid and score >= THRESHOLD:
+      y0, x0, y1, x1 = box
+      out.append((int(label), float(score), [x0 * w, y0 * h, (x1 - x0) * w, (y1 - y0) * h]))
+  return out
+
+
+def test_detect_matches_the_eval_path_scaled_to_each_image(workdir, images, tmp_path, capsys):
+  path, params = workdir
+  output, draw = str(tmp_path / 'dets.json'), str(tmp_path / 'drawn')
+  detect.detect_files(path, [images], output, draw=draw, score_threshold=THRESHOLD,
+                      batch_size=3)
+  out = capsys.readouterr().out
+  assert '3 images done (3/6 files read)' in out and '5 images done (6/6 files read)' in out
+  assert 'images/s' in out
+  assert f'Skipped 1 files that are not readable images: {images}/notes.txt.' in out
+  with open(output) as f:
+    results = json.load(f)
+  names = smoke.get_config().input.class_names
+  assert {r['image'] for r in results} <= {'000000397133', 'a', 'b', 'c_grey', 'd_rgba'}
+  assert {r['image_id'] for r in results if r['image'] == '000000397133'} == {397133}
+  for stem in ('a', 'b', 'c_grey', 'd_rgba'):
+    file_name = [n for n in os.listdir(images) if n.startswith(stem)][0]
+    expected = eval_path_results(params, os.path.join(images, file_name))
+    got = [r for r in results if r['image'] == stem]
+    assert expected, stem  # The threshold leaves something to compare.
+    assert len(got) == len(expected), stem
+    for label, score, bbox in expected:
+      twins = [r for r in got if r['category_id'] == label and abs(r['score'] - score) < 1e-5
+               and np.allclose(r['bbox'], bbox, atol=0.01)]
+      assert twins, (stem, label, score, bbox)
+      assert twins[0]['category'] == names[label - 1]
+      assert twins[0]['file_name'] == os.path.join(images, file_name)
+      assert twins[0]['image_id'] == stem
+  assert sorted(os.listdir(draw)) == ['000000397133.jpg', 'a.jpg', 'b.png', 'c_grey.png',
+                                      'd_rgba.png']
+  with Image.open(os.path.join(draw, 'd_rgba.png')) as drawn:
+    assert drawn.size == (300, 160) and drawn.mode == 'RGB'
+
+
+def test_nothing_readable_fails_and_writes_nothing(workdir, tmp_path):
+  bad = tmp_path / 'bad.jpg'
+  bad.write_bytes(b'\xff\xd8 truncated')
+  output = str(tmp_path / 'dets.json')
+  with pytest.raises(errors.UserError, match='none of the 1 files is a readable image'):
+    detect.detect_files(workdir[0], [str(bad)], output, draw=str(tmp_path / 'drawn'))
+  assert sorted(os.listdir(tmp_path)) == ['bad.jpg']
+
+
+@pytest.mark.parametrize('problem', ['missing', 'unreadable_folder', 'draw_exists',
+                                     'no_config'])
+def test_bad_input_is_one_clear_error(workdir, images, tmp_path, monkeypatch, problem):
+  output = str(tmp_path / 'dets.json')
+  kwargs, inputs, work = {}, [images], workdir[0]
+  if problem == 'missing':
+    inputs, match = [str(tmp_path / 'nope.jpg')], 'nope.jpg: no such file or folder'
+  elif problem == 'unreadable_folder':  # (chmod does not stop root: the listing fails here)
+    def listdir(path):
+      raise PermissionError(13, 'Permission denied', path)
+    monkeypatch.setattr(detect.os, 'listdir', listdir)
+    inputs, match = [images], r'images\d*: cannot read the folder \(Permission denied\)'
+  elif problem == 'draw_exists':
+    (tmp_path / 'drawn').mkdir()
+    kwargs, match = {'draw': str(tmp_path / 'drawn')}, 'exists; give a new folder'
+  else:
+    work, match = str(tmp_path), 'has no config.json'
+  with pytest.raises((errors.UserError, FileNotFoundError), match=match):
+    detect.detect_files(work, inputs, output, **kwargs)
+  assert not os.path.exists(output)
