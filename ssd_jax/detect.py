@@ -178,7 +178,7 @@ def detect_files(workdir: str, paths, output: str, *, step=None, draw=None,
                  score_threshold=0.3, batch_size=8) -> list[dict]:
   """Runs the detector of `workdir` on `paths` (files or folders); writes and returns the
   results list. Raises UserError before any work for bad outputs or inputs."""
-  from ssd_jax.evaluation import file_io  # pylint: disable=g-import-not-at-top
+  from ssd_jax import file_io  # pylint: disable=g-import-not-at-top
   file_io.check_writable(output, '--output', folder=False)
   if draw and os.path.lexists(draw):
     raise errors.UserError(f'--draw={draw} exists; give a new folder.')
@@ -225,7 +225,7 @@ def detect_files(workdir: str, paths, output: str, *, step=None, draw=None,
       raise errors.UserError(f'none of the {len(files)} files is a readable image; nothing '
                              'written.')
     text = json.dumps(results, indent=1) + '\n'
-    file_io.write_atomically(output, lambda f: f.write(text.encode()))
+    file_io.write_text(output, text)
     if draw_tmp:
       os.rename(draw_tmp, draw)
   finally:

@@ -54,7 +54,7 @@ def evaluate_and_write() -> None:
     text = json.dumps(evaluation.to_json_dict(
         result, metric=FLAGS.metric, ground_truth=FLAGS['ground-truth'].value,
         detections=FLAGS.detections, split=FLAGS.split), indent=1) + '\n'
-    file_io.write_atomically(FLAGS.output, lambda f: f.write(text.encode()))
+    file_io.write_text(FLAGS.output, text)
   if FLAGS.plots:
     from ssd_jax.evaluation import plots  # pylint: disable=g-import-not-at-top
     plots.save_pr_curves(result, FLAGS.plots)
