@@ -14,7 +14,6 @@ exist; it appears only when complete. docs/weights.md has the details.
 """
 
 import os
-import shutil
 import sys
 
 from absl import app
@@ -28,6 +27,7 @@ import orbax.checkpoint as ocp
 
 from ssd_jax import checkpoints
 from ssd_jax import errors
+from ssd_jax import file_io
 from ssd_jax import state_dicts
 from ssd_jax.models import vgg
 
@@ -210,18 +210,6 @@ def _check_output(output: str) -> None:
     raise errors.UserError(f'--output={output}: the folder {parent} does not exist.')
 
 
-def write_atomically(output: str, write) -> None:
-  """Calls write(tmp) on a temporary folder next to `output`, then renames it to `output`;
-  on any failure the temporary folder is removed and `output` does not appear."""
-  tmp = os.path.join(os.path.dirname(os.path.abspath(output)),
-                     f'.{os.path.basename(os.path.abspath(output))}.tmp-{os.getpid()}')
-  try:
-    write(tmp)
-    os.rename(tmp, output)
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
-
-
 def save_params(directory: str, params, meta: dict) -> None:
   """A params-only checkpoint (step 0) in <directory>/checkpoints, for config.init_from."""
   manager = ocp.CheckpointManager(os.path.join(directory, 'checkpoints'),
@@ -281,10 +269,10 @@ def convert(source: str, input_path: str, output: str) -> None:
     raise errors.UserError(f'--input={input_path}: {e}') from None
   if source == 'torchvision-ssd300':
     config = torchvision_ssd300_config(torchvision_ssd300_num_classes(state))
-    write_atomically(output, lambda tmp: save_workdir(tmp, config, params))
+    file_io.write_folder_atomically(output, lambda tmp: save_workdir(tmp, config, params))
   else:
     meta = {'source': source, 'input': os.path.abspath(input_path), 'parts': ['base']}
-    write_atomically(output, lambda tmp: save_params(tmp, params, meta))
+    file_io.write_folder_atomically(output, lambda tmp: save_params(tmp, params, meta))
   count = len(jax.tree.leaves(params))
   print(f'Converted {count} arrays from {input_path} ({source}) into {output}.', flush=True)
 

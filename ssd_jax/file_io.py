@@ -13,6 +13,7 @@
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from typing import Any, BinaryIO, Callable
 
@@ -107,3 +108,15 @@ def write_atomically(path: str, write: Callable[[BinaryIO], Any]) -> None:
 def write_text(path: str, text: str) -> None:
   """Writes `text` (UTF-8) to `path` atomically, as `write_atomically`."""
   write_atomically(path, lambda f: f.write(text.encode()))
+
+
+def write_folder_atomically(output: str, write: Callable[[str], Any]) -> None:
+  """Calls write(tmp) on a temporary folder next to `output`, then renames it to `output`;
+  on any failure the temporary folder is removed and `output` does not appear."""
+  tmp = os.path.join(os.path.dirname(os.path.abspath(output)),
+                     f'.{os.path.basename(os.path.abspath(output))}.tmp-{os.getpid()}')
+  try:
+    write(tmp)
+    os.rename(tmp, output)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)

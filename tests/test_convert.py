@@ -17,6 +17,7 @@ from configs import torchvision_ssd300
 from ssd_jax import anchors
 from ssd_jax import convert
 from ssd_jax import errors
+from ssd_jax import file_io
 from ssd_jax import models
 from ssd_jax import pretrained
 from ssd_jax import state_dicts
@@ -235,7 +236,7 @@ def test_failed_write_leaves_nothing(tmp_path):
     os.makedirs(os.path.join(tmp, 'checkpoints'))
     raise OSError(28, 'No space left on device', tmp)
   with pytest.raises(OSError):
-    convert.write_atomically(str(tmp_path / 'out'), fail)
+    file_io.write_folder_atomically(str(tmp_path / 'out'), fail)
   assert not os.listdir(tmp_path)
 
 
