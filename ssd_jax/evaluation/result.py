@@ -42,7 +42,8 @@ def format_table(metrics: Mapping[str, float], class_names: Sequence[str],
   """Per-class table (one column per `<metric>/<class>` family), then the summary metrics."""
   columns = sorted({key.split('/', 1)[0] for key in metrics if '/' in key},
                    key=lambda c: (c != 'AP', c))
-  width = max([len('class')] + [len(name) for name in class_names])
+  width = max([len('class')] + [len(name) for name in class_names] +
+              [len(key) for key in metrics if '/' not in key])
   header = f"{'class':<{width}}"
   if num_ground_truth is not None:
     header += f" {'gt':>6}"
