@@ -211,8 +211,12 @@ for norm in (None, 'batch'):  # BatchNorm statistics must be global too (synchro
   assert result.stdout.startswith('2 ')
 
 
-def test_two_processes_train_together(data_dir, tmp_path):
-  """Two JAX processes on localhost (gloo CPU collectives) run the smoke config together."""
+def test_two_processes_train_together(tmp_path):
+  """Two JAX processes on localhost (gloo CPU collectives) run the smoke config together.
+
+  A fresh data dir: both processes find the data missing, and process 0 must prepare it first.
+  """
+  data_dir = str(tmp_path / 'tfds')
   import socket  # pylint: disable=g-import-not-at-top
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))
@@ -232,6 +236,10 @@ def test_two_processes_train_together(data_dir, tmp_path):
     assert p.returncode == 0, out[-3000:]
   assert 'JAX: 2 process(es), 2 device(s)' in outputs[0]
   assert 'JAX:' not in outputs[1]  # one log: process 1 prints nothing of its own
+  for out in outputs:  # nothing a library prints by habit
+    assert 'oneDNN' not in out and 'Using custom data configuration' not in out
+  assert 'Evaluation at step 4' in outputs[0] and 'Evaluation at step' not in outputs[1]
+  assert 'step 4/4' in outputs[0] and 'step 4/4' not in outputs[1]
   with open(os.path.join(workdir, 'eval', 'step_4.json')) as f:
     assert 'mAP' in json.load(f)['metrics']
 

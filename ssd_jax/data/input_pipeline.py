@@ -86,6 +86,17 @@ def _splits(config):
 
 
 def _prepared(builder):
+  """Prepares (generates or copies) the data if needed: process 0 first, then the others.
+
+  On shared storage the others then find it ready; two processes writing the same data set
+  at once would collide when tfds renames its finished folder.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    if jax.process_index() == 0:
+      builder.download_and_prepare()
+    multihost_utils.sync_global_devices(f'ssd_jax:prepared:{builder.data_dir}')
   builder.download_and_prepare()
   return builder
 
