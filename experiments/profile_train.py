@@ -1,0 +1,79 @@
+r"""Where the train step's time goes: its parts timed separately on one synthetic batch.
+
+  XLA_FLAGS=... python -m experiments.profile_train --config=configs/ssd300_voc.py \
+      [--batch_size=8] [--iters=3] [--parts=forward,backward,loss,train_step]
+
+Parts: `forward` (the model), `backward` (forward + gradient of a sum of the heads' outputs:
+the model's backward without the loss), `loss` (matcher + MultiBox loss and its gradient
+w.r.t. the heads' outputs), `train_step` (the real one). Prints median seconds per batch and
+XLA's FLOP estimate of each. Run with different XLA_FLAGS to compare backend options.
+"""
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+from ml_collections import config_flags
+
+from experiments import benchmark
+from ssd_jax import anchors
+from ssd_jax import losses
+from ssd_jax import models
+from ssd_jax import train
+
+
+def parts(config, batch_size):
+  """{name: (jitted fn, args)} for each part of the train step."""
+  batch = benchmark.synthetic_batch(config, batch_size)
+  default_boxes = anchors.from_config(config)
+  priors = jnp.asarray(default_boxes.boxes)
+  model = models.create_model(config.model, default_boxes.boxes_per_cell)
+  state = train.create_train_state(config, model, jax.random.PRNGKey(0))
+  variables = state.variables
+  loc, conf = jax.jit(state.apply_fn)(variables, batch['image'])
+
+  def model_sum(params, image):
+    loc, conf = state.apply_fn({**variables, 'params': params}, image)
+    return jnp.sum(loc) + jnp.sum(conf)
+
+  def loss(loc, conf, batch):
+    return losses.ssd_loss(loc, conf, batch, priors, config.loss)[0]
+
+  train_fn, _ = train.compile_steps(config, train.make_mesh(), state.apply_fn, priors)
+  return {
+      'forward': (jax.jit(state.apply_fn), (variables, batch['image'])),
+      'backward': (jax.jit(jax.grad(model_sum)), (variables['params'], batch['image'])),
+      'loss': (jax.jit(jax.value_and_grad(loss, (0, 1))), (loc, conf, batch)),
+      'train_step': (lambda s, b: train_fn(s, b)[1], (state, batch)),
+  }, train_fn
+
+
+def main(argv):
+  del argv
+  config = FLAGS.config
+  fns, train_fn = parts(config, FLAGS.batch_size)
+  for name in FLAGS.parts:
+    fn, args = fns[name]
+    if name == 'train_step':  # donates its state: thread it through
+      holder = [args[0]]
+
+      def call():
+        holder[0], metrics = train_fn(holder[0], args[1])
+        return metrics
+      flops = benchmark.flops_of(train_fn, *args)
+    else:
+      call = lambda fn=fn, args=args: fn(*args)
+      flops = benchmark.flops_of(fn, *args)
+    seconds = benchmark.time_calls(lambda: jax.block_until_ready(call()), FLAGS.iters)
+    print(f'{name:<11} {seconds * 1e3:9.1f} ms/batch  {flops / 1e9:8.1f} GFLOP  '
+          f'{flops / seconds / 1e9:7.1f} GFLOP/s', flush=True)
+
+
+if __name__ == '__main__':
+  config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=False)
+  flags.DEFINE_integer('batch_size', 8, 'Images per step.')
+  flags.DEFINE_integer('iters', 3, 'Timed calls per part (median).')
+  flags.DEFINE_list('parts', ['forward', 'backward', 'loss', 'train_step'], 'Parts to time.')
+  FLAGS = flags.FLAGS
+  flags.mark_flags_as_required(['config'])
+  app.run(main)
