@@ -6,7 +6,8 @@ r"""Where the train step's time goes: its parts timed separately on one syntheti
 Parts: `forward` (the model), `backward` (forward + gradient of a sum of the heads' outputs:
 the model's backward without the loss), `loss` (matcher + MultiBox loss and its gradient
 w.r.t. the heads' outputs), `train_step` (the real one). Prints median seconds per batch and
-XLA's FLOP estimate of each. Run with different XLA_FLAGS to compare backend options.
+XLA's FLOP estimate of each.
+`--parts=convs` times single representative convs forward and backward instead. Run with different XLA_FLAGS to compare backend options.
 """
 
 from absl import app
@@ -48,9 +49,40 @@ def parts(config, batch_size):
   }, train_fn
 
 
+# Representative SSD300 convs (name, input side, in, out channels, kernel, dilation).
+CONVS = (('conv1_2', 300, 64, 64, 3, 1), ('conv2_2', 150, 128, 128, 3, 1),
+         ('conv3_3', 75, 256, 256, 3, 1), ('conv4_3', 38, 512, 512, 3, 1),
+         ('conv5_3', 19, 512, 512, 3, 1), ('conv6', 19, 512, 1024, 3, 6),
+         ('conv7', 19, 1024, 1024, 1, 1))
+
+
+def conv_costs(batch_size, iters):
+  """Forward and forward + backward (input and kernel gradients) of single convs."""
+  for name, size, cin, cout, k, dilation in CONVS:
+    x = jnp.ones((batch_size, size, size, cin), jnp.float32)
+    w = jnp.ones((k, k, cin, cout), jnp.float32) * 1e-3
+    pad = dilation * (k // 2)
+
+    def conv(x, w, dilation=dilation, pad=pad):
+      return jax.lax.conv_general_dilated(x, w, (1, 1), [(pad, pad)] * 2,
+                                          rhs_dilation=(dilation,) * 2,
+                                          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    fwd = jax.jit(conv)
+    bwd = jax.jit(jax.grad(lambda x, w: jnp.sum(conv(x, w)), (0, 1)))
+    t_f = benchmark.time_calls(lambda: jax.block_until_ready(fwd(x, w)), iters, warmup=1)
+    t_b = benchmark.time_calls(lambda: jax.block_until_ready(bwd(x, w)), iters, warmup=1)
+    gflop = 2 * batch_size * size * size * k * k * cin * cout / 1e9
+    print(f'{name:<8} fwd {t_f * 1e3:8.1f} ms ({gflop / t_f:6.1f} GFLOP/s)  fwd+bwd '
+          f'{t_b * 1e3:8.1f} ms ({3 * gflop / t_b:6.1f} GFLOP/s)  bwd/fwd '
+          f'{(t_b - t_f) / t_f:4.1f}', flush=True)
+
+
 def main(argv):
   del argv
   config = FLAGS.config
+  if FLAGS.parts == ['convs']:
+    conv_costs(FLAGS.batch_size, FLAGS.iters)
+    return
   fns, train_fn = parts(config, FLAGS.batch_size)
   for name in FLAGS.parts:
     fn, args = fns[name]
