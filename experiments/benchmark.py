@@ -94,8 +94,10 @@ def peak_memory():
   return 'host_max_rss_bytes', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def device_peak_flops(dtype):
-  """(FLOP/s, how it was obtained) that MFU is measured against."""
+def device_peak_flops(dtype, stated=None):
+  """(FLOP/s, how it was obtained) that MFU is measured against; `stated` FLOP/s wins."""
+  if stated:
+    return stated, 'stated on the command line (--peak_gflops)'
   kind = jax.devices()[0].device_kind
   for name, peaks in PEAK_FLOPS.items():
     if name in kind:
@@ -191,11 +193,13 @@ class Steps:
     return out
 
 
-def run(config, batch_size, iters, *, input_batches=0, input_config=None, names=None):
+def run(config, batch_size, iters, *, input_batches=0, input_config=None, names=None,
+        peak_flops=None):
   """Times every figure (or `names`); returns a dict with 'images_per_s' and the setup.
 
   `input_batches` > 0 also times the train input pipeline of `input_config` (default:
-  `config`) over that many batches.
+  `config`) over that many batches. MFU is against `peak_flops` (FLOP/s) if given, else
+  the vendor peak for known GPUs, else a matmul measured now (noisy on a shared machine).
   """
   steps = Steps(config, batch_size)
   calls = steps.calls()
@@ -206,7 +210,7 @@ def run(config, batch_size, iters, *, input_batches=0, input_config=None, names=
     seconds[name] = time_calls(call, iters)
   images_per_s = {n: calls[n][1] / seconds[n] for n in names}
   dtype = config.model.dtype
-  peak, peak_source = device_peak_flops(dtype)
+  peak, peak_source = device_peak_flops(dtype, peak_flops)
   memory_kind, memory_bytes = peak_memory()
   result = {
       'images_per_s': images_per_s,
@@ -293,7 +297,8 @@ def main(argv):
   input_config = config.copy_and_resolve_references()
   input_config.input.dataset = FLAGS.input_dataset or config.input.dataset
   result = run(config, FLAGS.batch_size, FLAGS.iters, input_batches=FLAGS.input_batches,
-               input_config=input_config)
+               input_config=input_config,
+               peak_flops=FLAGS.peak_gflops and FLAGS.peak_gflops * 1e9)
   print(format_table(result), flush=True)
   if FLAGS.scaling:
     configs = {os.path.basename(path)[:-3]: load_config(path) for path in FLAGS.scaling}
@@ -314,6 +319,7 @@ if __name__ == '__main__':
   flags.DEFINE_integer('iters', 5, 'Timed calls per figure (median reported).')
   flags.DEFINE_integer('input_batches', 20, 'Batches timed through the input pipeline; 0: skip.')
   flags.DEFINE_string('input_dataset', None, "Data set for the input figure; None: the config's.")
+  flags.DEFINE_float('peak_gflops', None, 'Peak GFLOP/s for MFU; None: vendor or measured.')
   flags.DEFINE_list('scaling', [], 'Config files for the scaling table (train and inference).')
   flags.DEFINE_list('scaling_batches', ['1', '8', '32'], 'Batch sizes for the scaling table.')
   flags.DEFINE_string('output', 'benchmark.json', 'Where to write the figures as JSON.')
