@@ -181,19 +181,16 @@ class _Measurements:
     if not self.benchmark_iters:
       return None, None
     from experiments import benchmark  # pylint: disable=g-import-not-at-top
-    seconds = benchmark.run(config, config.input.batch_size,
-                            self.benchmark_iters)['seconds_per_batch']
-    batch = config.input.batch_size
-    return (batch / seconds['train_step'],
-            batch / (seconds['forward'] + seconds['postprocess']))
+    rates = benchmark.run(config, config.input.batch_size, self.benchmark_iters,
+                          names=['train_step', 'inference'], mfu=False)['images_per_s']
+    return rates['train_step'], rates['inference']
 
 
 def _train(config, run_dir: str) -> dict:
   from ssd_jax import train  # pylint: disable=g-import-not-at-top  # imports TensorFlow
   metrics = train.train_and_evaluate(config, run_dir)
   if metrics is None:  # The checkpoints had every step already: evaluate the last one.
-    evaluate = getattr(train, 'evaluate_checkpoint', None) or getattr(train, 'evaluate')
-    metrics = evaluate(config, run_dir)
+    metrics = train.evaluate_checkpoint(config, run_dir)
   return metrics
 
 

@@ -25,14 +25,21 @@ def smooth_l1(x):
 def hard_negative_mask(background_loss, positive, neg_pos_ratio):
   """Per-image mask [B, P] of the `neg_pos_ratio * num_pos` negatives with the largest loss.
 
-  Ties in loss go to the lower prior index (stable sort), so the choice is deterministic.
+  Ties in loss go to the lower prior index (as a stable sort), so the choice is deterministic.
+  One sort of the values, no argsort: the `num_neg`-th largest negative loss is a threshold;
+  every negative above it is taken, and the lowest-index negatives equal to it fill the places
+  left (tests/test_losses.py checks this against ranks from a stable argsort).
   """
   neg_loss = jnp.where(positive, -jnp.inf, background_loss)
-  order = jnp.argsort(-neg_loss, axis=-1, stable=True)
-  rank = jnp.argsort(order, axis=-1, stable=True)  # rank of each prior by descending loss
   num_pos = jnp.sum(positive, axis=-1, keepdims=True)
-  num_neg = jnp.minimum(neg_pos_ratio * num_pos, positive.shape[-1] - num_pos)
-  return (rank < num_neg) & ~positive
+  num_neg = jnp.minimum(neg_pos_ratio * num_pos, positive.shape[-1] - num_pos)  # [B, 1]
+  descending = -jnp.sort(-neg_loss, axis=-1)
+  threshold = jnp.take_along_axis(descending, jnp.maximum(num_neg - 1, 0), axis=-1)  # [B, 1]
+  above = neg_loss > threshold
+  tied = neg_loss == threshold
+  places_left = num_neg - jnp.sum(above, axis=-1, keepdims=True)
+  tied_first = jnp.cumsum(tied, axis=-1) <= places_left  # lowest indices among the ties
+  return (above | (tied & tied_first)) & ~positive & (num_neg > 0)
 
 
 def multibox_loss(loc_pred, conf_logits, target_labels, target_loc, neg_pos_ratio=3,

@@ -77,6 +77,27 @@ class LossTest(absltest.TestCase):
     # One positive -> the 3 largest-loss negatives: 0.9 (index 5), 0.7 (3), 0.5 (2).
     np.testing.assert_array_equal(got, [[False, False, True, True, False, True]])
 
+  def test_hard_negatives_match_stable_argsort_ranks(self):
+    """The sort-once threshold formulation picks what ranks from a stable argsort pick."""
+    for ties in (False, True):
+      loss = self.rng.uniform(size=(6, 300)).astype(np.float32)
+      if ties:  # few distinct values: many ties at the threshold
+        loss = np.round(loss * 4) / 4
+      positive = self.rng.uniform(size=(6, 300)) < np.array([0, .01, .05, .2, .3, .9])[:, None]
+      for ratio in (1, 3):
+        got = jax.jit(losses.hard_negative_mask, static_argnums=2)(loss, positive, ratio)
+        np.testing.assert_array_equal(got, _hard_negatives_by_argsort(loss, positive, ratio))
+
+
+def _hard_negatives_by_argsort(background_loss, positive, neg_pos_ratio):
+  """The straightforward version: rank every prior with two stable argsorts."""
+  neg_loss = jnp.where(positive, -jnp.inf, background_loss)
+  order = jnp.argsort(-neg_loss, axis=-1, stable=True)
+  rank = jnp.argsort(order, axis=-1, stable=True)
+  num_pos = jnp.sum(positive, axis=-1, keepdims=True)
+  num_neg = jnp.minimum(neg_pos_ratio * num_pos, positive.shape[-1] - num_pos)
+  return (rank < num_neg) & ~positive
+
 
 if __name__ == '__main__':
   absltest.main()

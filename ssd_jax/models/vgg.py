@@ -5,9 +5,12 @@ turns 75 into 38 at 300x300 input), pool5 is 3x3 / stride 1 / pad 1, and fc6/fc7
 convolutions: conv6 is 3x3 with dilation 6 and 1024 channels, conv7 is 1x1 with 1024.
 """
 
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
+import jax
+from jax import lax
 import jax.numpy as jnp
 
 # (block name, number of 3x3 convs, channels) for conv1 .. conv5.
@@ -42,6 +45,61 @@ def max_pool_3x3_same(x: jnp.ndarray) -> jnp.ndarray:
   x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
   rows = jnp.maximum(jnp.maximum(x[:, :, 0:w], x[:, :, 1:w + 1]), x[:, :, 2:w + 2])
   return jnp.maximum(jnp.maximum(rows[:, 0:h], rows[:, 1:h + 1]), rows[:, 2:h + 2])
+
+
+# XLA:CPU computes some kernel gradients (a convolution whose window is the whole feature map)
+# far below its dot speed: conv2_2's (150x150, 128 -> 128) took 6x its forward pass. The
+# same gradient written as one dot per kernel tap is 2-3x faster there and for 1x1 convs,
+# slower for 64 or 512 input channels (docs/performance.md), so only those convs use it, and
+# only on CPU. The forward pass and the input gradient stay XLA's convolutions.
+
+
+def kernel_grad_by_dots(x, dy, kernel_shape, padding):
+  """Kernel gradient [kh, kw, I, O] of a stride-1 undilated NHWC conv: a dot per kernel tap."""
+  (kh, kw), (h, w) = kernel_shape[:2], dy.shape[1:3]
+  x = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+  return jnp.stack([jnp.stack([jnp.einsum('bhwi,bhwo->io', x[:, i:i + h, j:j + w], dy)
+                               for j in range(kw)]) for i in range(kh)])
+
+
+def _conv(x, kernel, padding):
+  return lax.conv_general_dilated(x, kernel, (1, 1), padding,
+                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv_with_dot_kernel_grad(x, kernel, padding):
+  """`lax.conv_general_dilated` (NHWC, stride 1) whose kernel gradient is `kernel_grad_by_dots`."""
+  return _conv(x, kernel, padding)
+
+
+def _conv_fwd(x, kernel, padding):
+  return _conv(x, kernel, padding), (x, kernel)
+
+
+def _conv_bwd(padding, residuals, dy):
+  x, kernel = residuals
+  dx, = jax.vjp(lambda x: _conv(x, kernel, padding), x)[1](dy)
+  return dx, kernel_grad_by_dots(x, dy, kernel.shape, padding).astype(kernel.dtype)
+
+
+conv_with_dot_kernel_grad.defvjp(_conv_fwd, _conv_bwd)
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                         precision=None):
+  """`lax.conv_general_dilated` for `nn.Conv`; on CPU the convs named above take the dots."""
+  ones = lambda d: d is None or all(v == 1 for v in d)
+  kh, kw, in_channels, _ = rhs.shape
+  if (jax.default_backend() == 'cpu' and not isinstance(padding, str)
+      and all(v == 1 for v in window_strides) and ones(lhs_dilation) and ones(rhs_dilation)
+      and feature_group_count == 1 and precision is None
+      and ((kh, kw) == (1, 1) or 128 <= in_channels <= 256)):
+    return conv_with_dot_kernel_grad(lhs, rhs, tuple(tuple(p) for p in padding))
+  return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+                                  rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+                                  feature_group_count=feature_group_count, precision=precision)
 
 
 def pooled_size(n: int) -> int:
@@ -83,7 +141,8 @@ class ConvReLU(nn.Module):
   def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
     x = nn.Conv(self.features, (self.kernel, self.kernel), strides=self.strides,
                 padding=self.padding, kernel_dilation=self.dilation, kernel_init=conv_init,
-                use_bias=self.norm is None, dtype=self.dtype, name='conv')(x)
+                use_bias=self.norm is None, dtype=self.dtype,
+                conv_general_dilated=conv_general_dilated, name='conv')(x)
     if self.norm == 'group':
       x = nn.GroupNorm(num_groups=max(1, min(32, self.features // 4)), dtype=self.dtype,
                        name='norm')(x)

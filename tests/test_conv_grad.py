@@ -1,0 +1,54 @@
+"""The conv whose kernel gradient is a dot per tap equals XLA's conv and its gradients."""
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+
+from ssd_jax.models import vgg
+
+
+def reference_conv(x, kernel, padding):
+  return lax.conv_general_dilated(x, kernel, (1, 1), padding,
+                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+class ConvGradTest(parameterized.TestCase):
+
+  @parameterized.parameters(((3, 3), ((1, 1), (1, 1))), ((3, 3), ((0, 0), (0, 0))),
+                            ((1, 1), ((0, 0), (0, 0))), ((4, 4), ((1, 1), (1, 1))))
+  def test_matches_xla_conv_and_gradients(self, kernel_size, padding):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 9, 7, 5)).astype(np.float32)
+    kernel = rng.normal(size=(*kernel_size, 5, 6)).astype(np.float32)
+    weights = rng.normal(size=reference_conv(x, kernel, padding).shape).astype(np.float32)
+    loss = lambda conv: lambda x, kernel: jnp.sum(conv(x, kernel, padding) * weights)
+    np.testing.assert_allclose(vgg.conv_with_dot_kernel_grad(x, kernel, padding),
+                               reference_conv(x, kernel, padding), rtol=1e-5, atol=1e-5)
+    got = jax.jit(jax.grad(loss(vgg.conv_with_dot_kernel_grad), (0, 1)))(x, kernel)
+    want = jax.grad(loss(reference_conv), (0, 1))(x, kernel)
+    for g, w in zip(got, want):
+      np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+
+  def test_conv_relu_matches_plain_conv(self):
+    """Same outputs and gradients as a plain nn.Conv, with (128 channels, 1x1) and without."""
+    rng = np.random.default_rng(1)
+    for in_channels, kernel in ((128, 3), (16, 1), (16, 3)):
+      x = rng.normal(size=(1, 6, 6, in_channels)).astype(np.float32)
+      ours = vgg.ConvReLU(8, kernel=kernel, padding=kernel // 2)
+      plain = vgg.nn.Conv(8, (kernel, kernel), padding=kernel // 2)
+      params = ours.init(jax.random.PRNGKey(0), x)
+      loss = lambda p, m: jnp.sum(jnp.square(m.apply(p, x)))
+      plain_loss = lambda p: jnp.sum(jnp.square(jax.nn.relu(plain.apply(
+          {'params': p['params']['conv']}, x))))
+      np.testing.assert_allclose(loss(params, ours), plain_loss(params), rtol=1e-5)
+      got = jax.grad(loss)(params, ours)['params']['conv']
+      want = jax.grad(plain_loss)(params)['params']['conv']
+      for k in ('kernel', 'bias'):
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-4, atol=1e-4)
+
+
+if __name__ == '__main__':
+  absltest.main()
