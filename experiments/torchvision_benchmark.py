@@ -31,6 +31,8 @@ MATCHER_LOSS_BATCH = 32
 
 
 def time_calls(fn, iters, warmup=2):
+  """experiments.benchmark.time_calls, copied: this script runs in torchvision's environment,
+  where the project (and JAX) cannot be imported."""
   for _ in range(warmup):
     fn()
   times = []
