@@ -292,6 +292,7 @@ def main(argv):
   # Progress is printed by the library; INFO would add every orbax and tf.data message.
   logging.set_verbosity(logging.WARNING)
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  report.import_tensorflow_quietly()
   errors.run_command('experiments.sweep', _run)
 
 

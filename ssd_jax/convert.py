@@ -27,6 +27,7 @@ import orbax.checkpoint as ocp
 
 from ssd_jax import checkpoints
 from ssd_jax import errors
+from ssd_jax import report
 from ssd_jax import file_io
 from ssd_jax import state_dicts
 from ssd_jax.models import vgg
@@ -285,6 +286,7 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   if len(argv) != 2:
     raise app.UsageError(f'Give one SOURCE ({", ".join(SOURCES)}); got {argv[1:]}.')
+  report.import_tensorflow_quietly()
   errors.run_command(PROG, lambda: convert(argv[1], FLAGS.input, FLAGS.output))
 
 

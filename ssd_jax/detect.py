@@ -239,6 +239,7 @@ def detect_files(workdir: str, paths, output: str, *, step=None, draw=None,
 
 def main(argv):
   logging.set_verbosity(logging.WARNING)
+  report.import_tensorflow_quietly()
   errors.run_command(PROG, lambda: detect_files(
       FLAGS.workdir, argv[1:], FLAGS.output, step=FLAGS.step, draw=FLAGS.draw,
       score_threshold=FLAGS['score-threshold'].value,

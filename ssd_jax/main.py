@@ -109,23 +109,6 @@ def main(argv):
                      also=(FloatingPointError,))
 
 
-def _import_tensorflow_quietly() -> None:
-  """Imports TensorFlow with file descriptor 2 closed off.
-
-  Its C++ start-up prints oneDNN notes to stderr before its logging can be configured
-  (TF_CPP_MIN_LOG_LEVEL does not reach them). An import error still raises as usual.
-  """
-  sys.stderr.flush()
-  saved = os.dup(2)
-  try:
-    with open(os.devnull, 'w') as devnull:
-      os.dup2(devnull.fileno(), 2)
-      import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
-  finally:
-    os.dup2(saved, 2)
-    os.close(saved)
-
-
 def run(config, workdir: str | None, mode: str) -> None:
   """Describe, train or evaluate `config`; the one call into the library."""
   # Progress is printed by the library; INFO would add every orbax and tf.data message.
@@ -150,7 +133,7 @@ def run(config, workdir: str | None, mode: str) -> None:
   report.note(f'JAX: {jax.process_count()} process(es), {jax.device_count()} device(s) '
               f'({jax.local_device_count()} per process: {jax.devices()[0].device_kind}).')
 
-  _import_tensorflow_quietly()
+  report.import_tensorflow_quietly()
   from ssd_jax import train  # pylint: disable=g-import-not-at-top
   if mode == 'train':
     train.train_and_evaluate(config, workdir)
