@@ -16,7 +16,6 @@ import difflib
 import json
 import math
 import os
-import sys
 import time
 
 from absl import app

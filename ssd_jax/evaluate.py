@@ -12,7 +12,6 @@ traceback instead.
 """
 
 import json
-import sys
 
 from absl import app
 from absl import flags
