@@ -26,6 +26,16 @@ def get_config() -> ml_collections.ConfigDict:
   # maps skip_sources .. num_sources - 1. Per-map anchor keys still list every map (the
   # skipped ones' entries are unused); the scale rule spreads its sizes over the used maps.
   config.model.skip_sources = 0
+  # The base: 3x3 convs and channels per block conv1 .. conv5, and conv6/conv7 channels (all
+  # times `width`). VGG16's; other values give a VGG-style base of another depth and channel
+  # profile (converted VGG16 weights fit only VGG16's).
+  config.model.vgg_convs = (2, 2, 3, 3, 3)
+  config.model.vgg_channels = (64, 128, 256, 512, 512)
+  config.model.fc_channels = 1024
+  # Also predict from block conv3's last conv (stride 4, L2-normalized like conv4_3): a finer
+  # first source map for small objects, counted by num_sources / skip_sources and the per-map
+  # anchor keys like any other.
+  config.model.conv3_source = False
   config.model.dtype = 'float32'  # Compute dtype: 'float32' or 'bfloat16' (params stay fp32).
   config.model.l2norm_scale = 20.0  # Initial per-channel scale of the L2Norm on conv4_3.
   # None = the paper (no normalization); 'group' (GroupNorm) or 'batch' (BatchNorm) after

@@ -62,7 +62,7 @@ def boxes_per_cell(config: ml_collections.ConfigDict) -> list[int]:
 
 def _map_sizes(config: ml_collections.ConfigDict) -> list[int]:
   return feature_map_sizes(config.model.arch, config.model.input_size, config.model.num_sources,
-                           config.model.skip_sources)
+                           config.model.skip_sources, config.model.conv3_source)
 
 
 def box_sizes(config: ml_collections.ConfigDict) -> tuple[list[float], list[float]]:

@@ -25,6 +25,7 @@ import orbax.checkpoint as ocp
 from ssd_jax import anchors
 from ssd_jax import errors
 from ssd_jax import report
+from ssd_jax.models import vgg
 
 STATE, META = 'state', 'meta'
 
@@ -42,6 +43,10 @@ def model_signature(config: ml_collections.ConfigDict, priors: anchors.DefaultBo
       'model.num_classes': config.model.num_classes,
       'model.num_sources': config.model.num_sources,
       'model.skip_sources': config.model.skip_sources,  # which layers feed the heads
+      'model.vgg_convs': list(config.model.vgg_convs),
+      'model.vgg_channels': list(config.model.vgg_channels),
+      'model.fc_channels': config.model.fc_channels,
+      'model.conv3_source': config.model.conv3_source,
       'anchors.boxes_per_cell': list(priors.boxes_per_cell),
       'input.class_names': list(config.input.class_names),
   }
@@ -52,7 +57,9 @@ def check_signature(saved: dict, signature: dict, where: str) -> None:
 
   A key the checkpoint lacks (written before the key existed) is taken as the default.
   """
-  defaults = {'model.skip_sources': 0}
+  defaults = {'model.skip_sources': 0, 'model.vgg_convs': list(vgg.VGG16_CONVS),
+              'model.vgg_channels': list(vgg.VGG16_CHANNELS), 'model.fc_channels': vgg.FC_CHANNELS,
+              'model.conv3_source': False}
   diffs = [f'{k}: checkpoint has {saved.get(k, defaults.get(k))!r}, config has {v!r}'
            for k, v in signature.items() if saved.get(k, defaults.get(k)) != v]
   if diffs:

@@ -26,7 +26,8 @@ def describe(config: ml_collections.ConfigDict, priors: anchors.DefaultBoxes) ->
 
   `priors` are the run's default boxes (`anchors.from_config(config)`).
   """
-  names = models.source_names(config.model.arch)[config.model.skip_sources:]
+  names = models.source_names(config.model.arch, config.model.conv3_source)[
+      config.model.skip_sources:]
   layers = [{'name': n, 'map_size': f, 'boxes_per_cell': k, 'priors': f * f * k,
              'min_size': lo, 'max_size': hi}
             for n, f, k, lo, hi in zip(names, priors.map_sizes, priors.boxes_per_cell,

@@ -17,6 +17,10 @@ def create_model(model_config: ml_collections.ConfigDict, boxes_per_cell: Sequen
   """
   if model_config.dtype not in DTYPES:
     raise ValueError(f'model.dtype={model_config.dtype!r}; expected one of {sorted(DTYPES)}.')
+  convs, channels = tuple(model_config.vgg_convs), tuple(model_config.vgg_channels)
+  if len(convs) != 5 or len(channels) != 5 or min(convs) < 1 or min(channels) < 1:
+    raise ValueError(f'model.vgg_convs={convs} and model.vgg_channels={channels} need 5 '
+                     'positive entries each (blocks conv1 .. conv5).')
   return SSD(
       num_classes=model_config.num_classes,
       boxes_per_cell=tuple(boxes_per_cell),
@@ -25,4 +29,8 @@ def create_model(model_config: ml_collections.ConfigDict, boxes_per_cell: Sequen
       l2norm_scale=model_config.l2norm_scale,
       norm=model_config.norm,
       skip_sources=model_config.skip_sources,
+      vgg_convs=convs,
+      vgg_channels=channels,
+      fc_channels=model_config.fc_channels,
+      conv3_source=model_config.conv3_source,
       dtype=DTYPES[model_config.dtype])

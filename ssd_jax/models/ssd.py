@@ -26,20 +26,21 @@ EXTRA_LAYERS = {
 }
 
 
-def source_names(arch: str) -> list[str]:
+def source_names(arch: str, conv3_source: bool = False) -> list[str]:
   """Names of all source maps of an architecture, in prior order."""
-  return ['conv4_3', 'conv7'] + [f'{name}_2' for name, *_ in EXTRA_LAYERS[arch]]
+  return (['conv3'] * conv3_source + ['conv4_3', 'conv7']
+          + [f'{name}_2' for name, *_ in EXTRA_LAYERS[arch]])
 
 
 def feature_map_sizes(arch: str, input_size: int, num_sources: int | None = None,
-                      skip_sources: int = 0) -> list[int]:
+                      skip_sources: int = 0, conv3_source: bool = False) -> list[int]:
   """Spatial size of each predicting source map (maps skip_sources .. num_sources - 1).
 
   Computed from the layer table; no model needed.
   """
   if arch not in EXTRA_LAYERS:
     raise ValueError(f'Unknown model.arch {arch!r}; expected one of {sorted(EXTRA_LAYERS)}.')
-  sizes = list(vgg.base_map_sizes(input_size))
+  sizes = list(vgg.base_map_sizes(input_size, conv3_source))
   n = sizes[-1]
   for name, _, _, kernel, stride, pad in EXTRA_LAYERS[arch]:
     n = (n + 2 * pad - kernel) // stride + 1
@@ -52,7 +53,7 @@ def feature_map_sizes(arch: str, input_size: int, num_sources: int | None = None
     raise ValueError(f'model.skip_sources={skip_sources} must be in 0..{num_sources - 1} '
                      f'(model.num_sources={num_sources}).')
   if min(sizes) < 1:
-    names = source_names(arch)
+    names = source_names(arch, conv3_source)
     bad = [f'{names[i]}={s}' for i, s in enumerate(sizes) if s < 1]
     raise ValueError(
         f'model.input_size={input_size} is too small for {arch}: source maps {bad} would be '
@@ -68,6 +69,8 @@ class SSD(nn.Module):
     boxes_per_cell: default boxes per cell of each predicting source map (with skip_sources,
       sets the number of sources).
     skip_sources: how many of the finest source maps predict nothing (the paper's Table 3).
+    vgg_convs, vgg_channels, fc_channels, conv3_source: the base (`vgg.VGG16`); VGG16's
+      defaults.
   """
   num_classes: int
   boxes_per_cell: Sequence[int]
@@ -77,6 +80,10 @@ class SSD(nn.Module):
   norm: str | None = None  # None (the paper), 'group' or 'batch' (see vgg.ConvReLU).
   dtype: Any = jnp.float32
   skip_sources: int = 0
+  vgg_convs: Sequence[int] = vgg.VGG16_CONVS
+  vgg_channels: Sequence[int] = vgg.VGG16_CHANNELS
+  fc_channels: int = vgg.FC_CHANNELS
+  conv3_source: bool = False
 
   @nn.compact
   def __call__(self, images: jnp.ndarray,
@@ -87,7 +94,8 @@ class SSD(nn.Module):
     """
     x = images.astype(self.dtype)
     sources = list(vgg.VGG16(self.width, self.l2norm_scale, self.norm, self.dtype,
-                             name='vgg16')(x, train))
+                             tuple(self.vgg_convs), tuple(self.vgg_channels), self.fc_channels,
+                             self.conv3_source, name='vgg16')(x, train))
     x = sources[-1]
     num_sources = self.skip_sources + len(self.boxes_per_cell)
     for name, mid, out, kernel, stride, pad in EXTRA_LAYERS[self.arch]:

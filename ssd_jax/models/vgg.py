@@ -16,6 +16,8 @@ import jax.numpy as jnp
 # (block name, number of 3x3 convs, channels) for conv1 .. conv5.
 VGG16_BLOCKS = (('conv1', 2, 64), ('conv2', 2, 128), ('conv3', 3, 256), ('conv4', 3, 512),
                 ('conv5', 3, 512))
+VGG16_CONVS = tuple(n for _, n, _ in VGG16_BLOCKS)  # (2, 2, 3, 3, 3)
+VGG16_CHANNELS = tuple(c for _, _, c in VGG16_BLOCKS)  # (64, 128, 256, 512, 512)
 FC_CHANNELS = 1024
 
 conv_init = nn.initializers.xavier_uniform()  # Caffe SSD's 'xavier' filler.
@@ -155,34 +157,46 @@ class ConvReLU(nn.Module):
 
 
 class VGG16(nn.Module):
-  """Returns the two SSD source maps of the base: (L2-normalized conv4_3, conv7)."""
+  """Returns the SSD source maps of the base: ([conv3,] L2-normalized conv4_3, conv7).
+
+  `convs` and `channels` (per block conv1 .. conv5) and `fc_channels` (conv6, conv7) default
+  to VGG16; other values give a VGG-style base of another depth and channel profile, whose
+  layers keep VGG16's names (block `convK` has convK_1 .. convK_n). `conv3_source` also returns
+  the last conv of block 3 (stride 4), L2-normalized like conv4_3, as a finer first map.
+  """
   width: float = 1.0
   l2norm_scale: float = 20.0
   norm: str | None = None
   dtype: Any = jnp.float32
+  convs: Sequence[int] = VGG16_CONVS
+  channels: Sequence[int] = VGG16_CHANNELS
+  fc_channels: int = FC_CHANNELS
+  conv3_source: bool = False
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = False) -> Sequence[jnp.ndarray]:
     conv = lambda ch, name, **kw: ConvReLU(  # pylint: disable=g-long-lambda
         scaled(ch, self.width), norm=self.norm, dtype=self.dtype, name=name, **kw)
-    conv4_3 = None
-    for block, num_convs, channels in VGG16_BLOCKS:
+    sources = []
+    for b, (num_convs, channels) in enumerate(zip(self.convs, self.channels)):
+      block = f'conv{b + 1}'
       for i in range(num_convs):
         x = conv(channels, f'{block}_{i + 1}')(x, train)
+      if block == 'conv3' and self.conv3_source:
+        sources.append(L2Norm(self.l2norm_scale, name='conv3_norm')(x))
       if block == 'conv4':
-        conv4_3 = L2Norm(self.l2norm_scale, name='conv4_3_norm')(x)
+        sources.append(L2Norm(self.l2norm_scale, name='conv4_3_norm')(x))
       if block != 'conv5':
         x = max_pool_ceil(x)
     x = max_pool_3x3_same(x)  # pool5
-    x = conv(FC_CHANNELS, 'conv6', padding=6, dilation=6)(x, train)
-    x = conv(FC_CHANNELS, 'conv7', kernel=1, padding=0)(x, train)
-    return conv4_3, x
+    x = conv(self.fc_channels, 'conv6', padding=6, dilation=6)(x, train)
+    x = conv(self.fc_channels, 'conv7', kernel=1, padding=0)(x, train)
+    return (*sources, x)
 
 
-def base_map_sizes(input_size: int) -> tuple[int, int]:
-  """Spatial sizes of (conv4_3, conv7) for a square input."""
-  n = input_size
-  for _ in range(3):  # pool1 .. pool3
-    n = pooled_size(n)
-  conv4_3 = n
-  return conv4_3, pooled_size(n)  # pool4; pool5, conv6 and conv7 keep the size.
+def base_map_sizes(input_size: int, conv3_source: bool = False) -> tuple[int, ...]:
+  """Spatial sizes of ([conv3,] conv4_3, conv7) for a square input."""
+  conv3 = pooled_size(pooled_size(input_size))  # pool1, pool2
+  conv4_3 = pooled_size(conv3)
+  sizes = (conv3, conv4_3) if conv3_source else (conv4_3,)
+  return (*sizes, pooled_size(conv4_3))  # pool4; pool5, conv6 and conv7 keep the size.
