@@ -39,6 +39,7 @@ from ssd_jax import report
 from ssd_jax import visualize
 from ssd_jax import workdir as workdir_lib
 from ssd_jax.data import input_pipeline
+from ssd_jax.evaluation import plots
 
 STEP_KEYS = ('image', 'boxes', 'labels', 'mask')  # What the train step reads from a batch.
 
@@ -213,12 +214,14 @@ def score_split(config, variables, eval_fn, mesh, info, *, num_images_to_draw=0)
   return evaluator.evaluate(), previews
 
 
-def write_eval(workdir: str, step: int, result, writer, metric: str) -> None:
+def write_eval(workdir: str, step: int, result, writer, metric: str,
+               elapsed_s: float | None = None) -> None:
   """Prints the per-class table; merges into <workdir>/eval/step_<N>.json; TensorBoard scalars.
 
   The file keeps every metric computed for the step under `by_metric[<metric>]`; its top level
   (`metric`, `metrics`, per-class counts) is the metric it was first written with (the training
-  run's), and is updated only by a new evaluation with that same metric.
+  run's), and is updated only by a new evaluation with that same metric. `elapsed_s` (the
+  training run's wall seconds at this evaluation) is kept from the first write that has it.
   """
   table = evaluation.format_table(result.metrics, result.class_names, result.num_ground_truth,
                                   result.num_detections)
@@ -236,6 +239,10 @@ def write_eval(workdir: str, step: int, result, writer, metric: str) -> None:
   first = old is None or old.get('metric') == metric  # (files of older versions: no 'metric')
   if not first:
     doc = old
+  if (old or {}).get('elapsed_s') is not None:
+    doc['elapsed_s'] = old['elapsed_s']
+  elif elapsed_s is not None:
+    doc['elapsed_s'] = round(elapsed_s, 1)
   doc['by_metric'] = (old or {}).get('by_metric', {})
   doc['by_metric'][metric] = evaluation.to_json_dict(result)
   file_io.write_text(path, json.dumps(doc, indent=2))  # never a partial file
@@ -319,6 +326,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  started = time.perf_counter()
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   run = _setup(config, workdir)
   mesh, info, train_fn, eval_fn, manager = (run.mesh, run.info, run.train_fn, run.eval_fn,
@@ -327,7 +335,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   write_config(workdir, config, start_step)
   if start_step is not None:
     report.note(f'Resuming from the checkpoint of step {start_step} in {workdir}.')
-  else:
+  # Wall time of earlier (resumed) runs: that of the last evaluation up to start_step.
+  eval_dir = os.path.join(workdir, 'eval')
+  started -= max([t for s, t, _ in plots.read_curve(eval_dir) if s <= (start_step or 0) and t]
+                 or [0.0])
+  if start_step is None:
     start_step = 0
     if config.init_from:
       params = pretrained.initialize(state.params, config)
@@ -366,9 +378,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       result, previews = score_split(config, state.variables, eval_fn, mesh, info,
                                      num_images_to_draw=4)
       metrics = result.metrics
-      write_eval(workdir, step, result, writer, config.eval.metric)
-      if previews and jax.process_index() == 0:
-        writer.write_images(step, {'eval/detections': np.stack(previews)})
+      write_eval(workdir, step, result, writer, config.eval.metric,
+                 elapsed_s=time.perf_counter() - started)
+      if jax.process_index() == 0:
+        plots.save_learning_curve(eval_dir, os.path.join(workdir, 'learning_curve.png'))
+        if previews:
+          writer.write_images(step, {'eval/detections': np.stack(previews)})
     if is_save:
       checkpoints.save(manager, step, state, run.signature,
                        metrics={'mAP': metrics['mAP']} if is_eval else None)

@@ -4,10 +4,12 @@ import functools
 import os
 import re
 
+from absl import logging
 import matplotlib
 matplotlib.use('Agg')
 from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
 
+from ssd_jax import errors
 from ssd_jax import file_io
 from ssd_jax.evaluation import result as result_lib
 
@@ -44,3 +46,55 @@ def save_pr_curves(result: result_lib.EvalResult, out_dir: str) -> list[str]:
       plt.close(fig)
     paths.append(path)
   return paths
+
+
+def read_curve(eval_dir: str, metric: str = 'mAP') -> list[tuple[int, float | None, float]]:
+  """(step, train seconds or None, value) of `metric` per `eval/step_<N>.json`, by step.
+
+  Files without the metric are left out; unreadable ones too, with a warning naming them.
+  """
+  points = []
+  for name in os.listdir(eval_dir) if os.path.isdir(eval_dir) else ():
+    match = re.fullmatch(r'step_(\d+)\.json', name)
+    if not match:
+      continue
+    try:
+      doc = file_io.read_json(os.path.join(eval_dir, name), 'evaluation file')
+    except (ValueError, OSError) as e:
+      logging.warning('Learning curve: %s left out (%s).', name, errors.one_line(e))
+      continue
+    value = (doc.get('metrics') or {}).get(metric)
+    if isinstance(value, (int, float)):
+      points.append((int(match.group(1)), doc.get('elapsed_s'), float(value)))
+  return sorted(points)
+
+
+def save_learning_curve(eval_dir: str, path: str, metric: str = 'mAP') -> bool:
+  """Plots `metric` against training step and against wall time from `eval_dir`'s files.
+
+  Wall time is each file's `elapsed_s` (seconds since the training run started, resumed runs
+  summed); the right panel is left out when no file has it. Returns False (and writes nothing)
+  when there is no point to plot. The PNG is written whole or not at all.
+  """
+  points = read_curve(eval_dir, metric)
+  if not points:
+    return False
+  steps, seconds, values = zip(*points)
+  timed = [(s / 60, v) for s, v in zip(seconds, values) if isinstance(s, (int, float))]
+  fig, axes = plt.subplots(1, 2 if timed else 1, figsize=(9 if timed else 4.5, 3.6), dpi=100,
+                           squeeze=False, sharey=True)
+  panels = [(axes[0, 0], steps, values, 'training step')]
+  if timed:
+    panels.append((axes[0, 1], *zip(*timed), 'wall time since start (min)'))
+  for ax, xs, ys, label in panels:
+    ax.plot(xs, ys, marker='o')
+    ax.set(xlabel=label, ylim=(0, max(1.0, max(ys) * 1.05)))
+    ax.grid(True, alpha=0.3)
+  axes[0, 0].set_ylabel(f'validation {metric}')
+  fig.suptitle(f'{metric} {values[-1]:.4f} at step {steps[-1]}')
+  fig.tight_layout()
+  try:
+    file_io.write_atomically(path, functools.partial(fig.savefig, format='png'))
+  finally:
+    plt.close(fig)
+  return True
