@@ -194,6 +194,7 @@ def torchvision_ssd300_config(num_labels: int):
   if num_labels != config.model.num_classes + 1:
     config.model.num_classes = num_labels - 1
     config.input.class_names = tuple(f'class_{i}' for i in range(1, num_labels))
+    config.input.category_ids = None  # Unknown: the labels are those of its data set.
   return config
 
 
