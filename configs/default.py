@@ -78,6 +78,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.input.data_dir = ml_collections.config_dict.placeholder(str)  # tfds data dir.
   config.input.folder = ml_collections.config_dict.placeholder(str)  # For *_folder datasets.
   config.input.class_names = VOC_CLASSES
+  # COCO category id of each label 1..C, or None: the labels are the data set's (class_names
+  # must then be its names). Set, evaluation on coco / coco_folder data maps the detections to
+  # the data set's labels by id; labels without a category there are dropped
+  # (configs/torchvision_ssd300.py: ids 1..90, 'N/A' unused; ssd_jax/evaluation/label_spaces.py).
+  config.input.category_ids = ml_collections.config_dict.placeholder(tuple)
   # Split names; None = the data set's default (docs/data.md): voc 07+12 trainval / 07 test.
   config.input.train_split = ml_collections.config_dict.placeholder(str)
   config.input.eval_split = ml_collections.config_dict.placeholder(str)

@@ -7,7 +7,8 @@ without antialiasing (the eval path's tf.image.resize: half-pixel centres, as al
 False), default boxes of scales 0.07 .. 1.05 with sizes capped to the image, box coder weights
 10, 10, 5, 5 (variances 0.1, 0.1, 0.2, 0.2) with the dw/dh clamp at log(1000 / 16), score
 threshold 0.01, top 400 per class, NMS 0.45, 200 detections, boxes clipped to the image, and
-its 91-index COCO label space (label = COCO category id).
+its 91-index COCO label space (label = COCO category id, declared by input.category_ids,
+so that evaluation on COCO data matches labels by id).
 """
 
 import math
@@ -23,6 +24,7 @@ def get_config():
   config = ssd300_coco.get_config()
   config.model.num_classes = len(TORCHVISION_COCO_CATEGORIES)
   config.input.class_names = TORCHVISION_COCO_CATEGORIES
+  config.input.category_ids = tuple(range(1, len(TORCHVISION_COCO_CATEGORIES) + 1))
   config.input.mean_rgb = tuple(m * 255 for m in TORCHVISION_MEAN)
   config.input.std_rgb = (1.0, 1.0, 1.0)
   config.anchors.min_sizes = tuple(s * 300 for s in TORCHVISION_SCALES[:-1])

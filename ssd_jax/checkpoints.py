@@ -210,20 +210,25 @@ def _restore_step(manager: ocp.CheckpointManager, state, signature: dict, step: 
       STATE: ocp.args.StandardRestore(abstract)}))[STATE]
 
 
-def restore(manager: ocp.CheckpointManager, state, signature: dict, step: int | None = None):
+def restore(manager: ocp.CheckpointManager, state, signature: dict, step: int | None = None,
+            *, move_damaged: bool = True):
   """Restores `step` (default: the latest) into the structure and shardings of `state`.
 
   The checkpoint's `model_signature` must equal `signature` (else a UserError naming the keys).
 
   Returns (state, step), or (state, None) unchanged when there is no checkpoint. A damaged
   latest step is moved aside (`_move_aside`) and the next older one tried, saying so in one
-  line; a damaged requested `step` is a UserError naming it and its file.
+  line; with `move_damaged` False (a reader such as `ssd_jax.detect`, which writes nothing in
+  the workdir) it is left in place and skipped. A damaged requested `step` is a UserError
+  naming it and its file.
   """
   if step is not None and step not in manager.all_steps():
     raise errors.UserError(f'No checkpoint for step {step} in {manager.directory}; saved '
                            f'steps: {sorted(manager.all_steps())}.')
+  skipped = set()
   while True:
-    current = manager.latest_step() if step is None else step
+    left = [s for s in manager.all_steps() if s not in skipped]
+    current = (max(left) if left else None) if step is None else step
     if current is None:
       return state, None
     step_dir = os.path.join(str(manager.directory), str(current))
@@ -237,10 +242,15 @@ def restore(manager: ocp.CheckpointManager, state, signature: dict, step: int | 
       if step is not None:
         raise errors.UserError(f'{problem}. Pick another --config.eval_step (saved steps: '
                                f'{sorted(manager.all_steps())}).') from e
-    moved = _move_aside(str(manager.directory), current)
-    manager.reload()
-    older = manager.latest_step()
-    report.note(f'{problem}. Moved it to {moved}; ' +
+    if move_damaged:
+      moved = _move_aside(str(manager.directory), current)
+      manager.reload()
+      problem += f'. Moved it to {moved}'
+    else:
+      skipped.add(current)
+      problem += '. Left it in place'
+    older = max([s for s in manager.all_steps() if s not in skipped], default=None)
+    report.note(f'{problem}; ' +
                 (f'using step {older}.' if older is not None else 'no older checkpoint left.'))
 
 

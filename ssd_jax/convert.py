@@ -194,6 +194,7 @@ def torchvision_ssd300_config(num_labels: int):
   if num_labels != config.model.num_classes + 1:
     config.model.num_classes = num_labels - 1
     config.input.class_names = tuple(f'class_{i}' for i in range(1, num_labels))
+    config.input.category_ids = None  # Unknown: the labels are those of its data set.
   return config
 
 
@@ -247,7 +248,7 @@ def save_workdir(directory: str, config, params) -> None:
   state = train.TrainState.create(apply_fn=model.apply, params=jax.tree.map(jnp.asarray, params),
                                   tx=train.create_optimizer(config), batch_stats={})
   state = state.replace(step=jnp.asarray(0, jnp.int32))
-  os.makedirs(directory)
+  os.makedirs(directory, exist_ok=True)  # (write_folder_atomically made it)
   manager = checkpoints.create_manager(directory, config)
   checkpoints.save(manager, 0, state, checkpoints.model_signature(config, priors))
   manager.wait_until_finished()

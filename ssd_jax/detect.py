@@ -14,7 +14,8 @@ height] and `score`, for scores >= --score-threshold. JPEG, PNG (and whatever el
 reads) of any size, greyscale or RGBA (alpha dropped). Files in a folder that are not images
 are skipped, named and counted; if none can be read the command fails. --draw writes each
 image with its boxes to a new folder. Outputs appear only when complete. One process (single
-host).
+host). Takes no workdir lock: it reads the newest complete step, which orbax makes atomically,
+and writes nothing in the workdir, so it may run while training writes there (docs/weights.md).
 """
 
 import json
@@ -117,7 +118,7 @@ class Detector:
     manager = checkpoints.create_manager(workdir, config)
     try:
       state, self.step = checkpoints.restore(
-          manager, state, checkpoints.model_signature(config, priors), step)
+          manager, state, checkpoints.model_signature(config, priors), step, move_damaged=False)
     except ValueError as e:  # No such step, or a checkpoint that does not fit config.json.
       raise errors.UserError(f'--workdir={workdir}: {errors.one_line(e)}') from None
     if self.step is None:

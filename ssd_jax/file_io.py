@@ -11,6 +11,7 @@
 """
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -71,11 +72,12 @@ def check_writable(path: str, flag: str, folder: bool) -> None:
     raise errors.UserError(f'{flag}={path}: cannot write in {existing} ({e.strerror}).') from e
 
 
-def _permission_bits() -> int:
-  """0o666 less the umask: what `open(path, 'w')` would give (mkstemp gives 0o600)."""
+def _permission_bits(mode: int = 0o666) -> int:
+  """`mode` less the umask: what `open(path, 'w')` (0o666) or `os.mkdir` (0o777) would give
+  (mkstemp gives 0o600, mkdtemp 0o700)."""
   umask = os.umask(0o022)
   os.umask(umask)
-  return 0o666 & ~umask
+  return mode & ~umask
 
 
 def write_atomically(path: str, write: Callable[[BinaryIO], Any]) -> None:
@@ -111,12 +113,30 @@ def write_text(path: str, text: str) -> None:
 
 
 def write_folder_atomically(output: str, write: Callable[[str], Any]) -> None:
-  """Calls write(tmp) on a temporary folder next to `output`, then renames it to `output`;
-  on any failure the temporary folder is removed and `output` does not appear."""
-  tmp = os.path.join(os.path.dirname(os.path.abspath(output)),
-                     f'.{os.path.basename(os.path.abspath(output))}.tmp-{os.getpid()}')
+  """Calls write(tmp) on a new temporary folder next to `output`, then renames it to `output`;
+  on any failure the temporary folder is removed and `output` does not appear.
+
+  `output` must not exist. If it appears meanwhile (another command writing the same folder
+  finished first), that one is kept and this one raises a UserError: of two concurrent writers
+  exactly one succeeds. (A rename replaces an empty folder, so one made by hand in the last
+  moment may still be replaced by a complete `output`.)
+  """
+  parent, name = os.path.split(os.path.abspath(output))
+  try:
+    tmp = tempfile.mkdtemp(dir=parent, prefix=f'.{name}.tmp-')
+    os.chmod(tmp, _permission_bits(0o777))
+  except OSError as e:
+    raise errors.UserError(f'cannot write {output}: {e.strerror}.') from e
   try:
     write(tmp)
+    if os.path.lexists(output):
+      raise FileExistsError(errno.EEXIST, 'exists', output)
     os.rename(tmp, output)
+  except OSError as e:
+    if e.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
+      raise
+    raise errors.UserError(f'{output} appeared while this command was writing it (another '
+                           'command writing the same folder?); it was left as it is and '
+                           'nothing of this command was kept.') from None
   finally:
     shutil.rmtree(tmp, ignore_errors=True)

@@ -39,6 +39,7 @@ from ssd_jax import report
 from ssd_jax import visualize
 from ssd_jax import workdir as workdir_lib
 from ssd_jax.data import input_pipeline
+from ssd_jax.evaluation import label_spaces
 from ssd_jax.evaluation import plots
 
 STEP_KEYS = ('image', 'boxes', 'labels', 'mask')  # What the train step reads from a batch.
@@ -192,9 +193,11 @@ def score_split(config, variables, eval_fn, mesh, info, *, num_images_to_draw=0)
   """Runs the eval split through `eval_fn`; returns (EvalResult, drawn preview images).
 
   Every process reads its own part of the split; batch and detections are gathered so that
-  every process scores the whole split (only process 0 writes anything).
+  every process scores the whole split (only process 0 writes anything). Scored in the data
+  set's labels: detections are mapped to them by category id (evaluation/label_spaces.py).
   """
   evaluator = create_evaluator(config, info)
+  label_map = label_spaces.detection_label_map(config, info, training=False)
   previews = []
   keys = ('boxes', 'labels', 'mask', 'difficult', 'crowd', 'orig_size', 'example_mask')
   for local in tfds.as_numpy(input_pipeline.create_eval_dataset(config)):
@@ -204,7 +207,8 @@ def score_split(config, variables, eval_fn, mesh, info, *, num_images_to_draw=0)
     host, detections = multihost_utils.process_allgather((host, detections), tiled=True)
     host = {k: np.asarray(v) for k, v in host.items()}
     host['image_id'] = _decode_ids(host['image_id'])
-    detections = {k: np.asarray(v) for k, v in detections.items()}
+    detections = label_spaces.map_detections(
+        {k: np.asarray(v) for k, v in detections.items()}, label_map)
     evaluator.add_batch(host, detections)
     for i in range(min(num_images_to_draw - len(previews), len(local['image']))):
       image = visualize.denormalize(local['image'][i], config.input.mean_rgb,
@@ -293,17 +297,13 @@ class _Setup:
   signature: dict  # checkpoints.model_signature: what a restore must agree with.
 
 
-def _setup(config: ml_collections.ConfigDict, workdir: str) -> _Setup:
-  """Data set info, default boxes (once), model, state, compiled steps, checkpoint manager."""
+def _setup(config: ml_collections.ConfigDict, workdir: str, training: bool = True) -> _Setup:
+  """Data set info (checked against the config's labels), default boxes (once), model, state,
+  compiled steps, checkpoint manager."""
   tf.config.set_visible_devices([], 'GPU')
   mesh = make_mesh()
   info = input_pipeline.get_dataset_info(config)
-  if tuple(info.class_names) != tuple(config.input.class_names):
-    raise errors.UserError(f'config.input.class_names {tuple(config.input.class_names)} differ '
-                           f'from the data set\'s {tuple(info.class_names)}.')
-  if len(info.class_names) != config.model.num_classes:
-    raise errors.UserError(f'config.model.num_classes={config.model.num_classes} but the data '
-                           f'set has {len(info.class_names)} classes.')
+  label_spaces.detection_label_map(config, info, training)  # Raises on a mismatch.
   priors = anchors.from_config(config)  # Computed once; the model, steps and signature get them.
   report.note(describe.format_summary(describe.describe(config, priors)))
   model = models.create_model(config.model, priors.boxes_per_cell)
@@ -404,7 +404,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
 
 def _evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-  run = _setup(config, workdir)
+  run = _setup(config, workdir, training=False)
   state, step = checkpoints.restore(run.manager, run.state, run.signature, config.eval_step)
   if step is None:
     raise errors.UserError(f'No readable checkpoint left to evaluate in {run.manager.directory}.')

@@ -1,5 +1,7 @@
 """Checkpoint retention across restarts (no training: a tiny state saved by the real manager)."""
 
+import os
+
 import numpy as np
 
 from configs import smoke
@@ -41,3 +43,26 @@ def test_a_cut_off_metrics_file_sets_its_step_aside(tmp_path, capsys):
   assert sorted(manager.all_steps()) == [1]
   assert (tmp_path / 'checkpoints_corrupt' / '2' / 'metrics' / 'metrics').exists()
   assert f'Checkpoint step 2 is unreadable: {damaged}:' in capsys.readouterr().out
+
+
+def test_a_reader_skips_a_damaged_step_and_leaves_it_in_place(tmp_path, capsys):
+  """move_damaged=False (ssd_jax.detect, which may read a workdir a training run holds)."""
+  config = smoke.get_config()
+  manager = checkpoints.create_manager(str(tmp_path), config)
+  state = {'w': np.arange(4096, dtype=np.float32)}
+  for step in (1, 2):
+    checkpoints.save(manager, step, state, signature(config))
+  checkpoints.wait_until_finished(manager)
+  arrays = [os.path.join(root, n) for root, _, names in
+            os.walk(tmp_path / 'checkpoints' / '2' / 'state') if os.path.basename(root) == 'd'
+            for n in names]
+  damaged = max(arrays, key=os.path.getsize)
+  with open(damaged, 'r+b') as f:
+    f.truncate(os.path.getsize(damaged) // 2)
+  restored, step = checkpoints.restore(manager, state, signature(config), move_damaged=False)
+  assert step == 1
+  np.testing.assert_array_equal(restored['w'], state['w'])
+  assert sorted(manager.all_steps()) == [1, 2] and not (tmp_path / 'checkpoints_corrupt').exists()
+  out = capsys.readouterr().out
+  assert f'Checkpoint step 2 is unreadable: {damaged}:' in out
+  assert 'Left it in place; using step 1.' in out

@@ -21,6 +21,7 @@ from ssd_jax import file_io
 from ssd_jax import models
 from ssd_jax import pretrained
 from ssd_jax import state_dicts
+from tests import command_line
 
 
 def random_state(shapes: dict, seed=0) -> dict:
@@ -307,3 +308,41 @@ def test_postprocess_clamps_sizes_and_clips_boxes_when_asked():
   h = 0.2 * 1000 / 16  # clamped at log(1000 / 16) = 4.14 instead of 25 * 0.2 = 5
   np.testing.assert_allclose(small['boxes'][0, 0], [0.5 - h / 2, 0.4, 0.5 + h / 2, 0.6],
                              rtol=1e-5)
+
+
+def test_of_two_concurrent_writers_of_one_folder_the_second_fails_and_keeps_nothing(tmp_path):
+  out = str(tmp_path / 'out')
+  def slow(tmp):  # Another command writes and renames `out` while this one is still writing.
+    with open(os.path.join(tmp, 'mine'), 'w') as f:
+      f.write('half')
+    file_io.write_folder_atomically(out, lambda other: open(os.path.join(other, 'theirs'), 'w')
+                                    .close())
+  with pytest.raises(errors.UserError, match=r'out appeared while this command was writing it'):
+    file_io.write_folder_atomically(out, slow)
+  assert os.listdir(tmp_path) == ['out'] and os.listdir(out) == ['theirs']
+
+
+@pytest.mark.parametrize('case', ['missing_input', 'another_architecture', 'pth_without_torch'])
+def test_command_errors_are_one_line(case, tmp_path):
+  """`python -m ssd_jax.convert` itself: exit status 1, one error line, no traceback, no
+  output folder."""
+  out = str(tmp_path / 'out')
+  if case == 'missing_input':
+    source, path, pattern = 'vgg16', str(tmp_path / 'nope.safetensors'), 'no such file: .*nope'
+  elif case == 'another_architecture':
+    path = str(tmp_path / 'other.safetensors')
+    st.save_file({'fc.weight': np.zeros((2, 3), np.float32)}, path)
+    source, pattern = 'torchvision-ssd300', r"not a torchvision 'ssd300_vgg16'.*missing.*fc\.weight"
+  else:
+    path = str(tmp_path / 'vgg16.pth')
+    with open(path, 'wb') as f:
+      f.write(b'PK\x03\x04 not read')
+    try:
+      import torch  # pylint: disable=g-import-not-at-top,unused-import
+      pytest.skip('torch is installed here')
+    except ImportError:
+      pass
+    source, pattern = 'vgg16', r'vgg16\.pth: reading a PyTorch file needs torch'
+  result = command_line.run('ssd_jax.convert', source, f'--input={path}', f'--output={out}')
+  command_line.assert_one_error_line(result, 'ssd_jax.convert', pattern)
+  assert not os.path.exists(out)

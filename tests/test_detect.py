@@ -3,6 +3,7 @@ same model's evaluation path (one image at a time) scaled to each image by hand.
 
 import json
 import os
+import shutil
 
 from flax import traverse_util
 import jax
@@ -20,7 +21,9 @@ from ssd_jax import detect
 from ssd_jax import errors
 from ssd_jax import models
 from ssd_jax import train
+from ssd_jax import workdir as workdir_lib
 from ssd_jax.data import augment
+from tests import command_line
 
 THRESHOLD = 0.12
 
@@ -154,4 +157,37 @@ def test_bad_input_is_one_clear_error(workdir, images, tmp_path, monkeypatch, pr
     work, match = str(tmp_path), 'has no config.json'
   with pytest.raises((errors.UserError, FileNotFoundError), match=match):
     detect.detect_files(work, inputs, output, **kwargs)
+  assert not os.path.exists(output)
+
+
+def test_command_skips_non_images_and_reads_a_workdir_a_run_holds(workdir, images, tmp_path):
+  """`python -m ssd_jax.detect` while a training run holds the workdir lock: detect takes no
+  lock (it reads the newest complete checkpoint), names and counts the non-image, exits 0."""
+  output = str(tmp_path / 'dets.json')
+  lock_path = os.path.join(workdir[0], workdir_lib.LOCK)
+  with workdir_lib.lock(workdir[0], 'train'):
+    with open(lock_path) as f:
+      held = f.read()
+    result = command_line.run('ssd_jax.detect', f'--workdir={workdir[0]}', f'--output={output}',
+                              '--score-threshold=0.12', images)
+    with open(lock_path) as f:
+      assert f.read() == held  # Untouched: still the run's.
+  assert result.returncode == 0, result.stderr
+  assert 'Traceback' not in result.stderr and 'error' not in result.stderr
+  notes = os.path.join(images, 'notes.txt')
+  assert f'Skipped 1 files that are not readable images: {notes}.' in result.stdout
+  assert f'in 5 images from step 0 of {workdir[0]} written to {output}' in result.stdout
+  with open(output) as f:
+    assert {r['file_name'] for r in json.load(f)} <= {
+        os.path.join(images, n) for n in os.listdir(images) if n != 'notes.txt'}
+
+
+def test_command_on_a_workdir_without_checkpoints_is_one_line(workdir, images, tmp_path):
+  empty = tmp_path / 'run'
+  empty.mkdir()
+  shutil.copy(os.path.join(workdir[0], 'config.json'), empty / 'config.json')
+  output = str(tmp_path / 'dets.json')
+  result = command_line.run('ssd_jax.detect', f'--workdir={empty}', f'--output={output}', images)
+  command_line.assert_one_error_line(result, 'ssd_jax.detect',
+                                     f'--workdir={empty} has no checkpoints/ folder')
   assert not os.path.exists(output)

@@ -191,7 +191,7 @@ def get_dataset_info(config) -> DatasetInfo:
     category_ids = cfg.category_ids or None
     folder = cfg.folder
   num_classes = config.model.num_classes
-  if num_classes != len(class_names):
+  if num_classes != len(class_names) and config.input.category_ids is None:
     logging.warning('config.model.num_classes=%d but dataset %r has %d classes.', num_classes,
                     name, len(class_names))
   return DatasetInfo(name=name, class_names=tuple(class_names), num_train_examples=num_train,
