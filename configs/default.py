@@ -121,6 +121,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.optimizer.boundaries = (80_000, 100_000)  # Steps where lr is multiplied by 0.1.
   config.optimizer.schedule = 'piecewise'  # 'piecewise' or 'cosine'.
   config.optimizer.grad_clip_norm = ml_collections.config_dict.placeholder(float)
+  # Evaluate (and detect, init_from) with an exponential moving average of the weights:
+  # ema = d * ema + (1 - d) * params after every step, d = min(ema_decay, (1 + step) / (10 +
+  # step)) so the early average forgets the random init. None = off. E.g. 0.9998. A run
+  # cannot switch it on or off on resume (the checkpoint holds the average or not).
+  config.optimizer.ema_decay = ml_collections.config_dict.placeholder(float)
   config.num_train_steps = 120_000
 
   # --- Postprocessing and evaluation ------------------------------------------------------
