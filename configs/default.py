@@ -152,7 +152,7 @@ def get_config() -> ml_collections.ConfigDict:
   # or a step folder, e.g. the output of `python -m ssd_jax.convert` (docs/weights.md).
   config.init_from = ml_collections.config_dict.placeholder(str)
   # Which parts of the model init_from loads: 'base' (VGG16 conv1_1 .. conv7), 'base+extras'
-  # (also conv8 .. conv12 and the conv4_3 L2Norm), 'all_but_class_head' (also the box head) or
+  # (also conv8 .. conv12 and the L2Norm scales), 'all_but_class_head' (also the box head) or
   # 'all' (also the class head). Within those parts every array whose path and shape match is
   # loaded; a class head of another class count is re-initialised, and every re-initialised
   # array is printed with the reason.

@@ -1,4 +1,4 @@
-"""EMA of the weights (config.optimizer.ema_decay): the update, what evaluation uses, checkpoints."""
+"""EMA of the weights (optimizer.ema_decay): the update, what evaluation uses, checkpoints."""
 
 import functools
 import os
