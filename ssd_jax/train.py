@@ -245,7 +245,8 @@ def write_eval(workdir: str, step: int, result, writer, metric: str,
   The file keeps every metric computed for the step under `by_metric[<metric>]`; its top level
   (`metric`, `metrics`, per-class counts) is the metric it was first written with (the training
   run's), and is updated only by a new evaluation with that same metric. `elapsed_s` (the
-  training run's wall seconds at this evaluation) is kept from the first write that has it.
+  training run's wall seconds at this evaluation) is set by training (a resumed run that
+  evaluates the step again replaces it, as it replaces the metrics) and kept by eval mode.
   """
   table = evaluation.format_table(result.metrics, result.class_names, result.num_ground_truth,
                                   result.num_detections)
@@ -263,10 +264,10 @@ def write_eval(workdir: str, step: int, result, writer, metric: str,
   first = old is None or old.get('metric') == metric  # (files of older versions: no 'metric')
   if not first:
     doc = old
-  if (old or {}).get('elapsed_s') is not None:
-    doc['elapsed_s'] = old['elapsed_s']
-  elif elapsed_s is not None:
+  if elapsed_s is not None and first:
     doc['elapsed_s'] = round(elapsed_s, 1)
+  elif (old or {}).get('elapsed_s') is not None:
+    doc['elapsed_s'] = old['elapsed_s']
   doc['by_metric'] = (old or {}).get('by_metric', {})
   doc['by_metric'][metric] = evaluation.to_json_dict(result)
   file_io.write_text(path, json.dumps(doc, indent=2))  # never a partial file
