@@ -297,6 +297,18 @@ def write_config(workdir: str, config: ml_collections.ConfigDict, step: int | No
   file_io.write_text(path, text)
 
 
+def initialize_from(state: TrainState, config: ml_collections.ConfigDict,
+                    mesh: jax.sharding.Mesh) -> TrainState:
+  """`state` with `config.init_from` loaded (`pretrained.initialize`), replicated over `mesh`.
+
+  With EMA on, the average starts at the loaded params too (not at the random init).
+  """
+  params = jax.device_put(pretrained.initialize(state.params, config),
+                          jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+  return state.replace(params=params, ema_params=jax.tree.map(jnp.copy, params)
+                       if state.ema_params else {})
+
+
 def _check_finite(pending: list) -> None:
   """Raises FloatingPointError naming the first step whose loss was NaN or inf."""
   for step, loss in pending:
@@ -363,10 +375,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   if start_step is None:
     start_step = 0
     if config.init_from:
-      params = jax.device_put(pretrained.initialize(state.params, config),
-                              jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
-      state = state.replace(params=params, ema_params=jax.tree.map(jnp.copy, params)
-                            if state.ema_params else {})  # The average starts there too.
+      state = initialize_from(state, config, mesh)
 
   train_iter = iter(tfds.as_numpy(input_pipeline.create_train_dataset(
       config, start_step=start_step)))

@@ -12,6 +12,7 @@ from configs import smoke
 from experiments.benchmark import random_batch
 from ssd_jax import anchors
 from ssd_jax import checkpoints
+from ssd_jax import convert
 from ssd_jax import models
 from ssd_jax import train
 
@@ -148,3 +149,16 @@ def test_a_checkpoint_from_before_ema_restores(trained_ema, state_off, tmp_path)
     np.testing.assert_array_equal(got, want)
   with pytest.raises(ValueError, match='optimizer.ema: checkpoint has False, config has True'):
     checkpoints.restore(manager, trained_ema[1], signature(make_config(0.2)))
+
+
+def test_init_from_starts_the_average_at_the_loaded_params(trained_ema, tmp_path, capsys):
+  config, state, _ = trained_ema
+  given = jax.tree.map(lambda x: np.full(x.shape, 0.5, np.float32), state.params)
+  convert.save_params(str(tmp_path), given, {'source': 'test'})
+  config = make_config(0.2)
+  config.init_from = str(tmp_path)
+  started = train.initialize_from(state, config, train.make_mesh())
+  assert 'Initialized' in capsys.readouterr().out
+  for name in ('params', 'ema_params'):
+    for leaf in leaves(getattr(started, name)):
+      np.testing.assert_array_equal(leaf, 0.5)
