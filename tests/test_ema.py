@@ -65,7 +65,7 @@ def test_train_step_ema_matches_numpy(trained_ema):
     d = min(0.2, (1 + (k - 1)) / (10 + (k - 1)))  # k - 1 updates before this one
     ema = [d * e + (1 - d) * p for e, p in zip(ema, params[k])]
   assert int(state.step) == 3
-  for got, want, last in zip(leaves(state.ema_params), ema, params[3]):
+  for got, want in zip(leaves(state.ema_params), ema):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
   assert any(not np.allclose(e, p) for e, p in zip(ema, params[3]))  # EMA is not params
 
