@@ -121,6 +121,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.optimizer.boundaries = (80_000, 100_000)  # Steps where lr is multiplied by 0.1.
   config.optimizer.schedule = 'piecewise'  # 'piecewise' or 'cosine'.
   config.optimizer.grad_clip_norm = ml_collections.config_dict.placeholder(float)
+  # Evaluate (and detect, init_from) with an exponential moving average of the weights:
+  # ema = d * ema + (1 - d) * params after every step, d = min(ema_decay, (1 + step) / (10 +
+  # step)) so the early average forgets the random init. None = off. E.g. 0.9998. A run
+  # cannot switch it on or off on resume (the checkpoint holds the average or not).
+  config.optimizer.ema_decay = ml_collections.config_dict.placeholder(float)
   config.num_train_steps = 120_000
 
   # --- Postprocessing and evaluation ------------------------------------------------------
@@ -147,7 +152,7 @@ def get_config() -> ml_collections.ConfigDict:
   # or a step folder, e.g. the output of `python -m ssd_jax.convert` (docs/weights.md).
   config.init_from = ml_collections.config_dict.placeholder(str)
   # Which parts of the model init_from loads: 'base' (VGG16 conv1_1 .. conv7), 'base+extras'
-  # (also conv8 .. conv12 and the conv4_3 L2Norm), 'all_but_class_head' (also the box head) or
+  # (also conv8 .. conv12 and the L2Norm scales), 'all_but_class_head' (also the box head) or
   # 'all' (also the class head). Within those parts every array whose path and shape match is
   # loaded; a class head of another class count is re-initialised, and every re-initialised
   # array is printed with the reason.

@@ -49,6 +49,8 @@ def model_signature(config: ml_collections.ConfigDict, priors: anchors.DefaultBo
       'model.conv3_source': config.model.conv3_source,
       'anchors.boxes_per_cell': list(priors.boxes_per_cell),
       'input.class_names': list(config.input.class_names),
+      # The state holds ema_params (averaged weights that evaluation uses) or not.
+      'optimizer.ema': config.optimizer.ema_decay is not None,
   }
 
 
@@ -59,9 +61,13 @@ def check_signature(saved: dict, signature: dict, where: str) -> None:
   """
   defaults = {'model.skip_sources': 0, 'model.vgg_convs': list(vgg.VGG16_CONVS),
               'model.vgg_channels': list(vgg.VGG16_CHANNELS), 'model.fc_channels': vgg.FC_CHANNELS,
-              'model.conv3_source': False}
+              'model.conv3_source': False, 'optimizer.ema': False}
   diffs = [f'{k}: checkpoint has {saved.get(k, defaults.get(k))!r}, config has {v!r}'
            for k, v in signature.items() if saved.get(k, defaults.get(k)) != v]
+  if any(d.startswith('optimizer.ema:') for d in diffs):
+    diffs.append('EMA (config.optimizer.ema_decay) cannot be switched on or off in a run: keep '
+                 "the run's setting, or start a new workdir with config.init_from=<this one>, "
+                 'which loads the weights evaluation used')
   if diffs:
     raise errors.UserError(f'The checkpoint in {where} does not fit this config: ' +
                            '; '.join(diffs) + '.')
@@ -206,8 +212,15 @@ def _restore_step(manager: ocp.CheckpointManager, state, signature: dict, step: 
   meta = manager.restore(step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()}))[META]
   check_signature(meta, signature, f'{manager.directory} (step {step})')
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-  return manager.restore(step, args=ocp.args.Composite(**{
-      STATE: ocp.args.StandardRestore(abstract)}))[STATE]
+  if 'optimizer.ema' in meta:
+    return manager.restore(step, args=ocp.args.Composite(**{
+        STATE: ocp.args.StandardRestore(abstract)}))[STATE]
+  # Written before TrainState had ema_params (EMA off, as check_signature made sure): the
+  # tree on disk lacks the field, so restore the others by name.
+  fields = {k: getattr(abstract, k) for k in ('step', 'params', 'opt_state', 'batch_stats')}
+  restored = manager.restore(step, args=ocp.args.Composite(**{
+      STATE: ocp.args.StandardRestore(fields)}))[STATE]
+  return state.replace(**restored, ema_params={})
 
 
 def restore(manager: ocp.CheckpointManager, state, signature: dict, step: int | None = None,
@@ -258,7 +271,7 @@ def load_params(path: str):
   """Parameters of a checkpoint folder (a step folder or a run's `checkpoints/` folder).
 
   Used by `config.init_from` to start from pretrained weights (`pretrained.select` takes the
-  chosen parts over).
+  chosen parts over). A run trained with EMA gives its averaged params (what it evaluated).
   """
   path = os.path.abspath(path)
   if not os.path.isdir(path):
@@ -272,4 +285,6 @@ def load_params(path: str):
       raise FileNotFoundError(f'config.init_from: no checkpoint in {path}')
     state_dir = os.path.join(path, str(step), STATE)
   tree = ocp.StandardCheckpointer().restore(state_dir)
-  return tree['params'] if isinstance(tree, dict) and 'params' in tree else tree
+  if not isinstance(tree, dict) or 'params' not in tree:
+    return tree
+  return tree.get('ema_params') or tree['params']

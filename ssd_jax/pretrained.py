@@ -2,7 +2,7 @@
 
 The model's parameters fall into four parts, by path:
   base        vgg16/conv1_1 .. vgg16/conv7 (what an ImageNet VGG16 conversion holds),
-  extras      conv8_* .. conv12_* and the conv4_3 L2Norm scale (vgg16/conv4_3_norm),
+  extras      conv8_* .. conv12_* and the L2Norm scales (vgg16/conv4_3_norm, vgg16/conv3_norm),
   box_head    loc_*,
   class_head  conf_*.
 `init_parts` names which parts are taken ('base', 'base+extras', 'all_but_class_head', 'all').
@@ -30,8 +30,8 @@ INIT_PARTS = {'base': PARTS[:1], 'base+extras': PARTS[:2], 'all_but_class_head':
 def part_of(path: str) -> str:
   """The part ('base', 'extras', 'box_head' or 'class_head') of a '/'-joined param path."""
   top = path.split('/')[0]
-  if top == 'vgg16':
-    return 'extras' if path.startswith('vgg16/conv4_3_norm') else 'base'
+  if top == 'vgg16':  # The L2Norm scales are SSD's, not in an ImageNet VGG16.
+    return 'extras' if path.split('/')[1].endswith('_norm') else 'base'
   if top.startswith('loc_'):
     return 'box_head'
   if top.startswith('conf_'):
@@ -40,7 +40,8 @@ def part_of(path: str) -> str:
 
 
 def load(path: str):
-  """Parameters of a workdir, its `checkpoints/` folder or one step folder."""
+  """Parameters of a workdir, its `checkpoints/` folder or one step folder (the averaged ones
+  of a run with optimizer.ema_decay: what it evaluated)."""
   if os.path.isdir(os.path.join(path, 'checkpoints')):
     path = os.path.join(path, 'checkpoints')
   return checkpoints.load_params(path)
@@ -83,11 +84,13 @@ def select(params, pretrained, init_parts: str, where: str = 'the checkpoint'):
   if missing:
     raise errors.UserError(
         f'config.init_parts={init_parts!r} takes the {"+".join(parts)} but {where} lacks '
-        f'{len(missing)} of their arrays ({", ".join(sorted(missing)[:6])}...); choose fewer '
-        "parts (e.g. config.init_parts='base') or 'all' to load what is there.")
+        f'{len(missing)} of their arrays ({", ".join(sorted(missing)[:6])}...); another '
+        'model.vgg_convs than it was made with? Choose fewer parts (e.g. '
+        "config.init_parts='base') or 'all' to load what is there.")
   if mismatched:
     raise errors.UserError(f'config.init_from: {len(mismatched)} arrays differ in shape from '
-                           f'the model (another model.width or arch?): '
+                           f'the model (another model.width, arch, vgg_convs, vgg_channels '
+                           f'or fc_channels?): '
                            f'{"; ".join(mismatched[:4])}.')
   if not loaded:
     raise errors.UserError(f'config.init_from: no array of {where} fits this model '
@@ -100,7 +103,7 @@ def describe(loaded, fresh, where: str) -> list[str]:
   lines = [f'Initialized {len(loaded)} arrays from {where}.']
   by_reason = collections.defaultdict(list)
   for path, reason in fresh:
-    layer = path.rsplit('/', 1)[0].replace('/conv', '')
+    layer = path.rsplit('/', 1)[0].removesuffix('/conv')  # vgg16/conv4_3, not vgg164_3
     if layer not in by_reason[reason]:
       by_reason[reason].append(layer)
   for reason, layers in by_reason.items():
@@ -112,7 +115,14 @@ def describe(loaded, fresh, where: str) -> list[str]:
 def initialize(params, config):
   """`params` with `config.init_from` loaded as `config.init_parts` says; prints what."""
   where = config.init_from
-  params, loaded, fresh = select(jax.device_get(params), load(where), config.init_parts, where)
-  for line in describe(loaded, fresh, where):
+  given = load(where)
+  params, loaded, fresh = select(jax.device_get(params), given, config.init_parts, where)
+  lines = describe(loaded, fresh, where)
+  flat = traverse_util.flatten_dict(params, sep='/')
+  unused = sorted({p.rsplit('/', 1)[0].removesuffix('/conv')
+                   for p in traverse_util.flatten_dict(given, sep='/') if p not in flat})
+  if unused:  # E.g. VGG16's conv3_3 under a model.vgg_convs with two convs in block 3.
+    lines.append(f'  not used: the arrays of {", ".join(unused)}: this model has no such layer.')
+  for line in lines:
     report.note(line)
   return params

@@ -15,6 +15,7 @@ from typing import Any
 
 from clu import metric_writers
 from clu import periodic_actions
+from flax import struct
 from flax.training import train_state
 import jax
 from jax.experimental import multihost_utils
@@ -47,11 +48,24 @@ STEP_KEYS = ('image', 'boxes', 'labels', 'mask')  # What the train step reads fr
 
 class TrainState(train_state.TrainState):
   batch_stats: Any = None  # BatchNorm running statistics (model.norm='batch'), else {}.
+  # Moving average of `params` (config.optimizer.ema_decay set), else {}: a checkpoint's tree
+  # always has the field (checkpoints written before it existed are read without it).
+  ema_params: Any = struct.field(default_factory=dict)
 
   @property
   def variables(self) -> dict:
-    """What `apply_fn` takes for inference."""
-    return {'params': self.params, 'batch_stats': self.batch_stats}
+    """What `apply_fn` takes for inference: the averaged params when EMA is on."""
+    return {'params': self.ema_params or self.params, 'batch_stats': self.batch_stats}
+
+
+def ema_decay_at(decay: float, step: jax.Array) -> jax.Array:
+  """The EMA decay for the update after `step` earlier updates: min(decay, (1+step)/(10+step)).
+
+  The warm-up (tf.train.ExponentialMovingAverage's num_updates rule) keeps the first
+  averages from being dominated by the random init: 0.1 at step 0, 0.5 at step 8.
+  """
+  step = jnp.asarray(step, jnp.float32)
+  return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -99,8 +113,10 @@ def create_train_state(config: ml_collections.ConfigDict, model: models.SSD, rng
 
   def init(rng):
     variables = model.init(rng, jnp.zeros((1, size, size, 3), jnp.float32))
-    return TrainState.create(apply_fn=model.apply, params=variables['params'], tx=tx,
-                             batch_stats=variables.get('batch_stats', {}))
+    params = variables['params']
+    ema = {} if config.optimizer.ema_decay is None else jax.tree.map(jnp.copy, params)
+    return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
+                             batch_stats=variables.get('batch_stats', {}), ema_params=ema)
 
   replicated = None if mesh is None else jax.sharding.NamedSharding(
       mesh, jax.sharding.PartitionSpec())
@@ -120,6 +136,10 @@ def train_step(state: TrainState, batch: dict[str, Any], priors: jax.Array,
 
   (loss, (aux, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  if config.optimizer.ema_decay is not None:  # After the optimizer step, on the new params.
+    d = ema_decay_at(config.optimizer.ema_decay, state.step)
+    new_state = new_state.replace(ema_params=jax.tree.map(
+        lambda e, p: d * e + (1.0 - d) * p, state.ema_params, new_state.params))
   metrics = {'loss': loss, **aux, 'grad_norm': optax.tree.norm(grads),
              'learning_rate': learning_rate_schedule(config)(state.step)}
   return new_state, metrics
@@ -225,7 +245,8 @@ def write_eval(workdir: str, step: int, result, writer, metric: str,
   The file keeps every metric computed for the step under `by_metric[<metric>]`; its top level
   (`metric`, `metrics`, per-class counts) is the metric it was first written with (the training
   run's), and is updated only by a new evaluation with that same metric. `elapsed_s` (the
-  training run's wall seconds at this evaluation) is kept from the first write that has it.
+  training run's wall seconds at this evaluation) is set by training (a resumed run that
+  evaluates the step again replaces it, as it replaces the metrics) and kept by eval mode.
   """
   table = evaluation.format_table(result.metrics, result.class_names, result.num_ground_truth,
                                   result.num_detections)
@@ -243,10 +264,10 @@ def write_eval(workdir: str, step: int, result, writer, metric: str,
   first = old is None or old.get('metric') == metric  # (files of older versions: no 'metric')
   if not first:
     doc = old
-  if (old or {}).get('elapsed_s') is not None:
-    doc['elapsed_s'] = old['elapsed_s']
-  elif elapsed_s is not None:
+  if elapsed_s is not None and first:
     doc['elapsed_s'] = round(elapsed_s, 1)
+  elif (old or {}).get('elapsed_s') is not None:
+    doc['elapsed_s'] = old['elapsed_s']
   doc['by_metric'] = (old or {}).get('by_metric', {})
   doc['by_metric'][metric] = evaluation.to_json_dict(result)
   file_io.write_text(path, json.dumps(doc, indent=2))  # never a partial file
@@ -274,6 +295,18 @@ def write_config(workdir: str, config: ml_collections.ConfigDict, step: int | No
       kept, n = os.path.join(workdir, f'config.{step or 0}.{n}.json'), n + 1
     file_io.write_text(kept, old)
   file_io.write_text(path, text)
+
+
+def initialize_from(state: TrainState, config: ml_collections.ConfigDict,
+                    mesh: jax.sharding.Mesh) -> TrainState:
+  """`state` with `config.init_from` loaded (`pretrained.initialize`), replicated over `mesh`.
+
+  With EMA on, the average starts at the loaded params too (not at the random init).
+  """
+  params = jax.device_put(pretrained.initialize(state.params, config),
+                          jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+  return state.replace(params=params, ema_params=jax.tree.map(jnp.copy, params)
+                       if state.ema_params else {})
 
 
 def _check_finite(pending: list) -> None:
@@ -342,9 +375,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   if start_step is None:
     start_step = 0
     if config.init_from:
-      params = pretrained.initialize(state.params, config)
-      state = state.replace(params=jax.device_put(params, jax.sharding.NamedSharding(
-          mesh, jax.sharding.PartitionSpec())))
+      state = initialize_from(state, config, mesh)
 
   train_iter = iter(tfds.as_numpy(input_pipeline.create_train_dataset(
       config, start_step=start_step)))

@@ -3,6 +3,7 @@ names and shapes (saved as .safetensors, no torch needed), fine-tuning with init
 bad inputs."""
 
 import os
+import re
 
 from flax import traverse_util
 import jax
@@ -346,3 +347,38 @@ def test_command_errors_are_one_line(case, tmp_path):
   result = command_line.run('ssd_jax.convert', source, f'--input={path}', f'--output={out}')
   command_line.assert_one_error_line(result, 'ssd_jax.convert', pattern)
   assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize('model, parts, expect', [
+    # Another channel profile: one line naming the arrays and the keys that change shapes.
+    ({'vgg_channels': (64, 128, 256, 512, 256)}, 'base',
+     r'7 arrays differ in shape .*vgg_channels.*vgg16/conv5_1/conv/bias \(64,\) in '),
+    ({'fc_channels': 512}, 'all', r'4 arrays differ in shape .*fc_channels.*vgg16/conv6/'),
+    # A deeper block: conv3_4 is missing from a VGG16 base.
+    ({'vgg_convs': (2, 2, 4, 3, 3)}, 'base', r'lacks 2 of their arrays \(vgg16/conv3_4/.*vgg_convs'),
+    # Loads: the conv3 L2Norm scale is an extra (not in VGG16), like conv4_3's.
+    ({'conv3_source': True}, 'base', r'Initialized 30 arrays.*'
+     r're-initialised 6 arrays \(conv8_1, conv8_2, vgg16/conv3_norm, vgg16/conv4_3_norm\): '
+     r"config.init_parts='base' does not take the extras"),
+    # Loads, and says which layers of the checkpoint the shallower base has no use for.
+    ({'vgg_convs': (2, 2, 2, 3, 3)}, 'base', r'Initialized 28 arrays.*not used: the arrays of '
+     r'vgg16/conv3_3: this model has no such layer'),
+])
+def test_a_vgg16_base_into_another_base_is_one_clear_message(model, parts, expect, tmp_path,
+                                                             capsys):
+  """The layout `convert vgg16` writes (test_vgg16_conversion), at the smoke config's width."""
+  def params(config):
+    return traverse_util.unflatten_dict(
+        {k: np.ones(s, np.float32) for k, s in model_shapes(config).items()}, sep='/')
+  vgg16 = {k: v for k, v in params(smoke.get_config())['vgg16'].items() if 'norm' not in k}
+  convert.save_params(str(tmp_path), {'vgg16': vgg16}, {'source': 'vgg16'})
+  config = smoke.get_config()
+  config.model.update(model)
+  config.init_from, config.init_parts = str(tmp_path), parts
+  try:
+    pretrained.initialize(params(config), config)
+    text = ' '.join(capsys.readouterr().out.split())
+  except errors.UserError as e:
+    assert '\n' not in str(e)
+    text = str(e)
+  assert re.search(expect, text), text

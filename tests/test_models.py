@@ -11,6 +11,7 @@ from configs import ssd512_voc
 from ssd_jax import anchors
 from ssd_jax import describe
 from ssd_jax import models
+from ssd_jax.models import vgg
 
 
 def summarize(config):
@@ -100,3 +101,70 @@ class PoolingTest(parameterized.TestCase):
 def nn_pool(x):
   from flax import linen as nn  # pylint: disable=g-import-not-at-top
   return nn.max_pool(x, (2, 2), strides=(2, 2), padding=((0, 1), (0, 1)))
+
+
+def base_config(**model):
+  """The smoke config at width 1 (channels as written) with `model` overrides."""
+  config = smoke.get_config()
+  config.model.width = 1.0
+  for key, value in model.items():
+    config.model[key] = value
+  return config
+
+
+def param_shapes(config):
+  model = models.create_model(config.model, anchors.boxes_per_cell(config))
+  size = config.model.input_size
+  variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)))
+  return jax.tree.map(lambda x: x.shape, variables['params'])
+
+
+class VggBaseTest(parameterized.TestCase):
+
+  def test_a_non_default_base_has_the_expected_layers(self):
+    config = base_config(vgg_convs=(1, 1, 2, 1, 2), vgg_channels=(16, 24, 32, 40, 48),
+                         fc_channels=56, conv3_source=True)
+    shapes = param_shapes(config)
+    base = shapes['vgg16']
+    expected = {  # name: (kh, kw, in, out), by hand from the config above
+        'conv1_1': (3, 3, 3, 16), 'conv2_1': (3, 3, 16, 24), 'conv3_1': (3, 3, 24, 32),
+        'conv3_2': (3, 3, 32, 32), 'conv4_1': (3, 3, 32, 40), 'conv5_1': (3, 3, 40, 48),
+        'conv5_2': (3, 3, 48, 48), 'conv6': (3, 3, 48, 56), 'conv7': (1, 1, 56, 56)}
+    self.assertEqual({k: v['conv']['kernel'] for k, v in base.items() if 'norm' not in k},
+                     expected)
+    self.assertEqual({k: v['conv']['bias'] for k, v in base.items() if 'norm' not in k},
+                     {k: (v[-1],) for k, v in expected.items()})
+    self.assertEqual(base['conv3_norm'], {'scale': (32,)})  # conv3's last conv
+    self.assertEqual(base['conv4_3_norm'], {'scale': (40,)})  # conv4's last (conv4_1)
+    self.assertEqual(shapes['conv8_1']['conv']['kernel'], (1, 1, 56, 256))
+    # Heads: one per source map, conv3 first (32 channels), then conv4 (40) and conv7 (56).
+    self.assertEqual([shapes[f'loc_{i}']['kernel'][2] for i in range(3)], [32, 40, 56])
+
+  @parameterized.parameters((128, [32, 16, 8, 4]), (100, [25, 13, 7, 4]))
+  def test_conv3_source_map_sizes_match_the_model(self, size, sizes):
+    # By hand: pool1, pool2 (ceil) -> conv3; pool3 -> conv4_3; pool4 -> conv7; conv8_2 stride 2.
+    self.assertEqual(models.feature_map_sizes('ssd300', size, 4, conv3_source=True), sizes)
+    config = base_config(input_size=size, conv3_source=True, width=0.125)
+    base = vgg.VGG16(width=0.125, conv3_source=True)
+    images = jnp.zeros((1, size, size, 3))
+    maps = jax.eval_shape(lambda: base.init_with_output(jax.random.PRNGKey(0), images)[0])
+    self.assertEqual([m.shape[1] for m in maps], sizes[:3])
+    self.assertEqual([m.shape[2] for m in maps], sizes[:3])
+    per_cell = anchors.boxes_per_cell(config)
+    self.assertEqual(list(per_cell), [4, 6, 6, 4])  # smoke's ratios (2,), (2, 3), (2, 3), (2,)
+    model = models.create_model(config.model, per_cell)
+    variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), images)
+    loc, conf = jax.eval_shape(model.apply, variables, images)
+    num_priors = sum(s * s * b for s, b in zip(sizes, [4, 6, 6, 4]))
+    self.assertEqual(loc.shape, (1, num_priors, 4))
+    self.assertEqual(conf.shape[1], num_priors)
+    self.assertEqual(anchors.default_boxes(config).shape, (num_priors, 4))
+
+  @parameterized.parameters(({'vgg_convs': (2, 2, 3, 3)}, 'vgg_convs'),
+                            ({'vgg_convs': (2, 0, 3, 3, 3)}, 'vgg_convs'),
+                            ({'vgg_channels': (64, 128, 0, 512, 512)}, 'vgg_channels'),
+                            ({'fc_channels': 0}, 'fc_channels'))
+  def test_bad_base_values_are_named(self, overrides, key):
+    config = base_config(**overrides)
+    with self.assertRaisesRegex(ValueError, f'model.{key}'):
+      models.create_model(config.model, anchors.boxes_per_cell(config))

@@ -10,6 +10,7 @@ import sys
 
 import jax
 import numpy as np
+from PIL import Image
 import pytest
 
 from configs import smoke
@@ -19,6 +20,7 @@ from ssd_jax import errors
 from ssd_jax import models
 from ssd_jax import pretrained
 from ssd_jax import train
+from ssd_jax.evaluation import plots
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -68,6 +70,17 @@ def test_train_writes_eval_json_and_checkpoints(trained):
   assert os.path.exists(os.path.join(workdir, 'config.json'))
 
 
+def test_train_writes_the_learning_curve_and_wall_times(trained):
+  workdir, _ = trained
+  elapsed = []
+  for step in (4, 8):
+    with open(os.path.join(workdir, 'eval', f'step_{step}.json')) as f:
+      elapsed.append(json.load(f)['elapsed_s'])
+  assert 0 < elapsed[0] < elapsed[1]
+  with Image.open(os.path.join(workdir, 'learning_curve.png')) as image:
+    assert image.format == 'PNG'
+
+
 def test_eval_mode_reproduces_the_final_metric(trained, data_dir):
   workdir, metrics = trained
   again = train.evaluate_checkpoint(smoke_config(data_dir), workdir)
@@ -98,6 +111,9 @@ def test_resume_continues_from_the_saved_step(trained, data_dir, tmp_path, capsy
   state = new_state(config)
   state, step = checkpoints.restore(manager, state, signature(config))
   assert step == 10 and int(state.step) == 10  # optimizer state carried the step count
+  # Wall time goes on from the earlier run's (that of its evaluation at the resumed step 8).
+  times = {s: t for s, t, _ in plots.read_curve(os.path.join(resumed, 'eval'))}
+  assert times[4] < times[8] < times[10]
   # The config changed on resume: config.json is the new one, the old is kept by its step.
   with open(os.path.join(resumed, 'config.json')) as f:
     assert json.load(f)['num_train_steps'] == 10

@@ -1,6 +1,7 @@
 """Per-class precision/recall curves as PNG files (matplotlib, Agg backend)."""
 
 import functools
+import math
 import os
 import re
 
@@ -51,7 +52,8 @@ def save_pr_curves(result: result_lib.EvalResult, out_dir: str) -> list[str]:
 def read_curve(eval_dir: str, metric: str = 'mAP') -> list[tuple[int, float | None, float]]:
   """(step, train seconds or None, value) of `metric` per `eval/step_<N>.json`, by step.
 
-  Files without the metric are left out; unreadable ones too, with a warning naming them.
+  Files without the metric (or with a non-finite value) are left out; unreadable ones too,
+  with a warning naming them. Seconds are None unless the file has a finite `elapsed_s`.
   """
   points = []
   for name in os.listdir(eval_dir) if os.path.isdir(eval_dir) else ():
@@ -60,13 +62,22 @@ def read_curve(eval_dir: str, metric: str = 'mAP') -> list[tuple[int, float | No
       continue
     try:
       doc = file_io.read_json(os.path.join(eval_dir, name), 'evaluation file')
+      if not isinstance(doc, dict) or not isinstance(doc.get('metrics', {}), dict):
+        raise ValueError('not an evaluation file: no metrics object')
     except (ValueError, OSError) as e:
       logging.warning('Learning curve: %s left out (%s).', name, errors.one_line(e))
       continue
-    value = (doc.get('metrics') or {}).get(metric)
-    if isinstance(value, (int, float)):
-      points.append((int(match.group(1)), doc.get('elapsed_s'), float(value)))
+    value = doc.get('metrics', {}).get(metric)
+    if _finite(value):
+      seconds = doc.get('elapsed_s')
+      points.append((int(match.group(1)), float(seconds) if _finite(seconds) else None,
+                     float(value)))
   return sorted(points)
+
+
+def _finite(value) -> bool:
+  return (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value))
 
 
 def save_learning_curve(eval_dir: str, path: str, metric: str = 'mAP') -> bool:
@@ -80,7 +91,7 @@ def save_learning_curve(eval_dir: str, path: str, metric: str = 'mAP') -> bool:
   if not points:
     return False
   steps, seconds, values = zip(*points)
-  timed = [(s / 60, v) for s, v in zip(seconds, values) if isinstance(s, (int, float))]
+  timed = [(s / 60, v) for s, v in zip(seconds, values) if s is not None]
   fig, axes = plt.subplots(1, 2 if timed else 1, figsize=(9 if timed else 4.5, 3.6), dpi=100,
                            squeeze=False, sharey=True)
   panels = [(axes[0, 0], steps, values, 'training step')]

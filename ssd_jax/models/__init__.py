@@ -21,6 +21,8 @@ def create_model(model_config: ml_collections.ConfigDict, boxes_per_cell: Sequen
   if len(convs) != 5 or len(channels) != 5 or min(convs) < 1 or min(channels) < 1:
     raise ValueError(f'model.vgg_convs={convs} and model.vgg_channels={channels} need 5 '
                      'positive entries each (blocks conv1 .. conv5).')
+  if model_config.fc_channels < 1:
+    raise ValueError(f'model.fc_channels={model_config.fc_channels}; it must be positive.')
   return SSD(
       num_classes=model_config.num_classes,
       boxes_per_cell=tuple(boxes_per_cell),
