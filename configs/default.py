@@ -157,9 +157,5 @@ def get_config() -> ml_collections.ConfigDict:
   # loaded; a class head of another class count is re-initialised, and every re-initialised
   # array is printed with the reason.
   config.init_parts = 'all'
-  # CPU only: split the CPU into this many JAX devices, over which each batch is sharded like
-  # over GPUs (XLA:CPU runs the devices' programs in parallel; one program uses few cores well
-  # at small widths). None = JAX's default (one). No effect on the devices of GPU/TPU runs.
-  config.cpu_devices = ml_collections.config_dict.placeholder(int)
   config.seed = 0
   return config

@@ -113,8 +113,7 @@ def run(config, workdir: str | None, mode: str) -> None:
   """Describe, train or evaluate `config`; the one call into the library."""
   # Progress is printed by the library; INFO would add every orbax and tf.data message.
   logging.set_verbosity(logging.WARNING)
-  if config.cpu_devices:  # Before anything initializes the CPU backend.
-    jax.config.update('jax_num_cpu_devices', config.cpu_devices)
+
   from ssd_jax import anchors  # pylint: disable=g-import-not-at-top
   from ssd_jax import describe  # pylint: disable=g-import-not-at-top
   if mode == 'describe':
