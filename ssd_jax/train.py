@@ -406,8 +406,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
                   f"ETA {(total - step) / steps_per_s / 60:.1f} min")
       pending, last_log = [], (step, time.perf_counter())
     if is_eval:
+      eval_started = time.perf_counter()
       result, previews = score_split(config, state.variables, eval_fn, mesh, info,
                                      num_images_to_draw=4)
+      report.note(f'Evaluated step {step} in {time.perf_counter() - eval_started:.1f} s.')
       metrics = result.metrics
       write_eval(workdir, step, result, writer, config.eval.metric,
                  elapsed_s=time.perf_counter() - started)
@@ -418,6 +420,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     if is_save:
       checkpoints.save(manager, step, state, run.signature,
                        metrics={'mAP': metrics['mAP']} if is_eval else None)
+      last_log = (step, time.perf_counter())  # The next images/s leaves out eval and save.
   checkpoints.wait_until_finished(manager)
   writer.flush()
   return metrics
