@@ -76,8 +76,7 @@ def read_curve(eval_dir: str, metric: str = 'mAP') -> list[tuple[int, float | No
 
 
 def _finite(value) -> bool:
-  return (isinstance(value, (int, float)) and not isinstance(value, bool)
-          and math.isfinite(value))
+  return file_io.is_number(value) and math.isfinite(value)
 
 
 def save_learning_curve(eval_dir: str, path: str, metric: str = 'mAP') -> bool:
