@@ -33,12 +33,17 @@ class ConvGradTest(parameterized.TestCase):
       np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
 
   def test_conv_relu_matches_plain_conv(self):
-    """Same outputs and gradients as a plain nn.Conv, with (128 channels, 1x1) and without."""
+    """Same outputs and gradients as a plain nn.Conv, on convs with and without the dots."""
     rng = np.random.default_rng(1)
-    for in_channels, kernel in ((128, 3), (16, 1), (16, 3)):
-      x = rng.normal(size=(1, 6, 6, in_channels)).astype(np.float32)
-      ours = vgg.ConvReLU(8, kernel=kernel, padding=kernel // 2)
-      plain = vgg.nn.Conv(8, (kernel, kernel), padding=kernel // 2)
+    # (map side, in, out channels, kernel, whether the kernel gradient is the dots')
+    for side, in_channels, out_channels, kernel, dots in (
+        (38, 64, 128, 3, True), (6, 16, 8, 1, True), (6, 16, 8, 3, False),
+        (6, 128, 128, 3, False)):
+      self.assertEqual(vgg.uses_dot_kernel_grad((kernel, kernel, in_channels, out_channels),
+                                                (side, side)), dots)
+      x = rng.normal(size=(1, side, side, in_channels)).astype(np.float32)
+      ours = vgg.ConvReLU(out_channels, kernel=kernel, padding=kernel // 2)
+      plain = vgg.nn.Conv(out_channels, (kernel, kernel), padding=kernel // 2)
       params = ours.init(jax.random.PRNGKey(0), x)
       loss = lambda p, m: jnp.sum(jnp.square(m.apply(p, x)))
       plain_loss = lambda p: jnp.sum(jnp.square(jax.nn.relu(plain.apply(
@@ -48,7 +53,6 @@ class ConvGradTest(parameterized.TestCase):
       want = jax.grad(plain_loss)(params)['params']['conv']
       for k in ('kernel', 'bias'):
         np.testing.assert_allclose(got[k], want[k], rtol=1e-4, atol=1e-4)
-
 
 if __name__ == '__main__':
   absltest.main()
