@@ -1,7 +1,7 @@
-"""The SSD matching strategy (Liu et al. 2016, Sec. 2.2), for one image; vmap over a batch.
+"""The SSD matching strategy (Liu et al. 2016, Sec. 2.2), batched.
 
 Ground truth comes padded to a static `max_boxes` with a validity mask, so the matcher has
-static shapes and no Python loop over boxes:
+static shapes (a `lax.scan` over the padded boxes, no Python loop):
   1. (bipartite step) each valid ground truth takes its best-overlap prior;
   2. every other prior takes its best-overlap ground truth if that IoU >= threshold.
 Ties: in step 2 the lowest-index ground truth wins; if several ground truths share the same best
@@ -20,51 +20,93 @@ from ssd_jax import box_ops
 
 
 def valid_boxes(boxes_yxyx, mask):
-  """Clips [M, 4] boxes to the image; returns (clipped boxes, mask & positive area)."""
+  """Clips [..., 4] boxes to the image; returns (clipped boxes, mask & positive area)."""
   clipped = jnp.clip(boxes_yxyx, 0.0, 1.0)
   return clipped, mask & (box_ops.area(clipped) > 0)
 
 
-def match(gt_boxes, gt_labels, gt_mask, priors_cyxhw, iou_threshold=0.5):
-  """Assigns ground truth to priors for one image.
+def _best_matches(gt_boxes, gt_mask, priors_yxyx):
+  """IoU argmaxes of a batch, one ground truth at a time.
 
   Args:
-    gt_boxes: [M, 4] normalized yxyx ground truth, padded.
-    gt_labels: [M] int 1-based labels.
-    gt_mask: [M] bool, True for real ground truth.
+    gt_boxes: [B, M, 4] clipped yxyx ground truth; gt_mask: [B, M] valid boxes.
+    priors_yxyx: [P, 4].
+
+  Returns:
+    best_gt_iou [B, P] (-1 where no box is valid), best_gt [B, P] (lowest index among
+    equals) and best_prior [B, M] (lowest index among equals).
+
+  A scan over the M boxes, each step on [B, P] slabs, instead of an [B, M, P] IoU tensor
+  and reductions over it: the same values, and on CPU ~4x faster, as the slabs stay in cache
+  (docs/performance.md).
+  """
+  num_priors = priors_yxyx.shape[0]
+  prior_ids = jnp.arange(num_priors, dtype=jnp.int32)
+
+  def step(carry, box_mask_index):
+    best_gt_iou, best_gt = carry
+    box, valid, index = box_mask_index  # [B, 4], [B], []
+    iou = box_ops.pairwise_iou(box, priors_yxyx)  # [B, P]: image b's box `index`.
+    iou = jnp.where(valid[:, None], iou, -1.0)
+    best_iou = jnp.max(iou, axis=1, keepdims=True)
+    best_prior = jnp.min(jnp.where(iou == best_iou, prior_ids, num_priors), axis=1)
+    better = iou > best_gt_iou  # Strict: the lowest index keeps ties.
+    return (jnp.where(better, iou, best_gt_iou), jnp.where(better, index, best_gt)), best_prior
+
+  batch, num_gt = gt_mask.shape
+  init = (jnp.full((batch, num_priors), -jnp.inf, gt_boxes.dtype),
+          jnp.zeros((batch, num_priors), jnp.int32))
+  xs = (jnp.swapaxes(gt_boxes, 0, 1), gt_mask.T, jnp.arange(num_gt, dtype=jnp.int32))
+  (best_gt_iou, best_gt), best_prior = jax.lax.scan(step, init, xs)
+  return best_gt_iou, best_gt, best_prior.T
+
+
+def match_batch(gt_boxes, gt_labels, gt_mask, priors_cyxhw, iou_threshold=0.5):
+  """Assigns ground truth to priors for a batch of images.
+
+  Args:
+    gt_boxes: [B, M, 4] normalized yxyx ground truth, padded.
+    gt_labels: [B, M] int 1-based labels.
+    gt_mask: [B, M] bool, True for real ground truth.
     priors_cyxhw: [P, 4] default boxes in centre form.
     iou_threshold: IoU from which a prior is positive.
 
   Returns:
-    labels: [P] int32 target class, 0 (background) for negatives.
-    boxes: [P, 4] yxyx box of the matched ground truth; the prior itself for negatives, so
+    labels: [B, P] int32 target class, 0 (background) for negatives.
+    boxes: [B, P, 4] yxyx box of the matched ground truth; the prior itself for negatives, so
       that the encoded target is always finite.
   """
   gt_boxes, gt_mask = valid_boxes(gt_boxes, gt_mask)
   priors_yxyx = box_ops.cyxhw_to_yxyx(priors_cyxhw)
-  iou = box_ops.pairwise_iou(gt_boxes, priors_yxyx)  # [M, P]
-  iou = jnp.where(gt_mask[:, None], iou, -1.0)
+  best_gt_iou, best_gt, best_prior = _best_matches(gt_boxes, gt_mask, priors_yxyx)
 
-  best_gt = jnp.argmax(iou, axis=0)  # [P]
-  best_gt_iou = jnp.max(iou, axis=0)  # [P]
-  best_prior = jnp.argmax(iou, axis=1)  # [M]
+  def assign(gt_boxes, gt_labels, gt_mask, best_gt_iou, best_gt, best_prior):
+    gt_ids = jnp.arange(gt_mask.shape[0], dtype=jnp.int32)
+    # Step 1: each valid ground truth forces its best prior; the highest index wins a prior
+    # that several share.
+    forced_gt = jnp.full(best_gt.shape, -1, jnp.int32).at[best_prior].max(
+        jnp.where(gt_mask, gt_ids, -1))
+    is_forced = forced_gt >= 0
+    matched_gt = jnp.where(is_forced, forced_gt, best_gt)
+    positive = is_forced | (best_gt_iou >= iou_threshold)
+    labels = jnp.where(positive, gt_labels[matched_gt], 0).astype(jnp.int32)
+    boxes = jnp.where(positive[:, None], gt_boxes[matched_gt], priors_yxyx)
+    return labels, boxes
 
-  num_gt, num_priors = iou.shape
-  forced = gt_mask[:, None] & (best_prior[:, None] == jnp.arange(num_priors)[None, :])  # [M, P]
-  forced_gt = jnp.max(jnp.where(forced, jnp.arange(num_gt)[:, None], -1), axis=0)  # [P]
-  is_forced = forced_gt >= 0
-  matched_gt = jnp.where(is_forced, forced_gt, best_gt)
-  positive = is_forced | (best_gt_iou >= iou_threshold)
-
-  labels = jnp.where(positive, gt_labels[matched_gt], 0).astype(jnp.int32)
-  boxes = jnp.where(positive[:, None], gt_boxes[matched_gt], priors_yxyx)
+  labels, boxes = jax.vmap(assign)(gt_boxes, gt_labels, gt_mask, best_gt_iou, best_gt,
+                                   best_prior)
   return jax.lax.stop_gradient(labels), jax.lax.stop_gradient(boxes)
+
+
+def match(gt_boxes, gt_labels, gt_mask, priors_cyxhw, iou_threshold=0.5):
+  """`match_batch` for one image: [M, ...] ground truth -> (labels [P], boxes [P, 4])."""
+  labels, boxes = match_batch(gt_boxes[None], gt_labels[None], gt_mask[None], priors_cyxhw,
+                              iou_threshold)
+  return labels[0], boxes[0]
 
 
 def match_and_encode(gt_boxes, gt_labels, gt_mask, priors_cyxhw, iou_threshold=0.5,
                      variances=box_ops.VARIANCES):
   """Batched matching: [B, M, ...] ground truth -> (labels [B, P], loc targets [B, P, 4])."""
-  def one(boxes, labels, mask):
-    target_labels, target_boxes = match(boxes, labels, mask, priors_cyxhw, iou_threshold)
-    return target_labels, box_ops.encode(target_boxes, priors_cyxhw, variances)
-  return jax.vmap(one)(gt_boxes, gt_labels, gt_mask)
+  labels, boxes = match_batch(gt_boxes, gt_labels, gt_mask, priors_cyxhw, iou_threshold)
+  return labels, box_ops.encode(boxes, priors_cyxhw, variances)

@@ -38,6 +38,18 @@ class MatcherTest(parameterized.TestCase):
       np.testing.assert_array_equal(got_labels, want_labels)
       np.testing.assert_allclose(got_boxes, want_boxes, atol=1e-6)
 
+  def test_batch_matches_each_image_alone(self):
+    """The batched scan equals the reference image by image, whatever each image's box count."""
+    rng = np.random.default_rng(11)
+    priors = random_priors(rng, 200)
+    batch = [random_gt(rng, 7, n) for n in (0, 1, 4, 7)]
+    boxes, labels, mask = (np.stack(x) for x in zip(*batch))
+    got_labels, got_loc = jax.jit(matcher.match_and_encode)(boxes, labels, mask, priors, 0.5)
+    for i, (b, l, m) in enumerate(batch):
+      want_labels, want_boxes = numpy_reference.match(b, l, m, priors, 0.5)
+      np.testing.assert_array_equal(got_labels[i], want_labels)
+      np.testing.assert_allclose(got_loc[i], box_ops.encode(want_boxes, priors), atol=1e-5)
+
   def test_ties_are_deterministic_and_follow_reference(self):
     rng = np.random.default_rng(5)
     priors = random_priors(rng, 60)
