@@ -78,7 +78,7 @@ class LossTest(absltest.TestCase):
     np.testing.assert_array_equal(got, [[False, False, True, True, False, True]])
 
   def test_hard_negatives_match_stable_argsort_ranks(self):
-    """The sort-once threshold formulation picks what ranks from a stable argsort pick."""
+    """The threshold formulation picks what ranks from a stable argsort pick."""
     for ties in (False, True):
       loss = self.rng.uniform(size=(6, 300)).astype(np.float32)
       if ties:  # few distinct values: many ties at the threshold
@@ -87,6 +87,22 @@ class LossTest(absltest.TestCase):
       for ratio in (1, 3):
         got = jax.jit(losses.hard_negative_mask, static_argnums=2)(loss, positive, ratio)
         np.testing.assert_array_equal(got, _hard_negatives_by_argsort(loss, positive, ratio))
+
+
+  def test_kth_largest_equals_sorting(self):
+    """The radix select gives np.sort's k-th largest, over signs, zeros, infinities, ties."""
+    x = (self.rng.normal(size=(5, 257)) * 10.0 ** self.rng.integers(-30, 30, size=(5, 257))
+         ).astype(np.float32)
+    x[1, :100] = -np.inf
+    x[2, ::3] = 0.0
+    x[2, 1::3] = -0.0
+    x[3] = np.round(x[3])  # ties
+    x[4, :5] = [np.inf, -np.inf, np.finfo(np.float32).max, -np.finfo(np.float32).tiny, 1e-45]
+    k = self.rng.integers(1, 258, size=(5, 1))
+    k[1] = 257  # the smallest: -inf
+    got = jax.jit(losses.kth_largest)(x, k)
+    want = np.take_along_axis(-np.sort(-x, axis=-1), k - 1, axis=-1)
+    np.testing.assert_array_equal(got, want)
 
 
 def _hard_negatives_by_argsort(background_loss, positive, neg_pos_ratio):
