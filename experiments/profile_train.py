@@ -8,6 +8,8 @@ the model's backward without the loss), `loss` (matcher + MultiBox loss and its 
 w.r.t. the heads' outputs), `train_step` (the real one). Prints median seconds per batch and
 XLA's FLOP estimate of each.
 `--parts=convs` times single representative convs forward and backward instead. Run with different XLA_FLAGS to compare backend options.
+`--parts=kernel_grads` times XLA's kernel gradient against `vgg.kernel_grad_by_dots` for the
+stride-1 convs of SSD300 (the table behind `vgg.uses_dot_kernel_grad`).
 """
 
 from absl import app
@@ -15,12 +17,14 @@ from absl import flags
 import jax
 import jax.numpy as jnp
 from ml_collections import config_flags
+import numpy as np
 
 from experiments import benchmark
 from ssd_jax import anchors
 from ssd_jax import losses
 from ssd_jax import models
 from ssd_jax import train
+from ssd_jax.models import vgg
 
 
 def parts(config, batch_size):
@@ -77,11 +81,43 @@ def conv_costs(batch_size, iters):
           f'{(t_b - t_f) / t_f:4.1f}', flush=True)
 
 
+# Stride-1 undilated convs of SSD300 (and one of the shapes config) for `kernel_grads`:
+# (name, map side, in, out channels, kernel).
+KERNEL_GRAD_CONVS = (
+    ('conv1_1', 300, 3, 64, 3), ('conv1_2', 300, 64, 64, 3), ('conv2_1', 150, 64, 128, 3),
+    ('conv2_2', 150, 128, 128, 3), ('conv3_1', 75, 128, 256, 3), ('conv3_2', 75, 256, 256, 3),
+    ('conv4_1', 38, 256, 512, 3), ('conv4_2', 38, 512, 512, 3), ('conv5_2', 19, 512, 512, 3),
+    ('head4_3', 38, 512, 100, 3), ('head_fc7', 19, 1024, 150, 3), ('conv7', 19, 1024, 1024, 1),
+    ('conv8_1', 19, 1024, 256, 1), ('shapes1_2', 128, 8, 8, 3))
+
+
+def kernel_grad_costs(batch_size, iters, convs=KERNEL_GRAD_CONVS):
+  """XLA's kernel gradient against `vgg.kernel_grad_by_dots`, and which one the model uses."""
+  rng = np.random.default_rng(0)
+  for name, size, cin, cout, k in convs:
+    x = jnp.asarray(rng.normal(size=(batch_size, size, size, cin)), jnp.float32)
+    dy = jnp.asarray(rng.normal(size=(batch_size, size, size, cout)), jnp.float32)
+    padding = ((k // 2, k // 2),) * 2
+    conv = lambda w: jax.lax.conv_general_dilated(x, w, (1, 1), padding,
+                                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    xla = jax.jit(lambda x, dy: jax.vjp(conv, jnp.zeros((k, k, cin, cout)))[1](dy)[0])
+    dots = jax.jit(lambda x, dy: vgg.kernel_grad_by_dots(x, dy, (k, k), padding))
+    t_xla, t_dots = (benchmark.time_calls(lambda f=f: jax.block_until_ready(f(x, dy)), iters,
+                                          warmup=1) for f in (xla, dots))
+    used = 'dots' if vgg.uses_dot_kernel_grad((k, k, cin, cout), (size, size)) else 'XLA'
+    print(f'{name:<9} ({size}, {cin} -> {cout}, {k}x{k}) kernel gradient: XLA '
+          f'{t_xla * 1e3:8.1f} ms, dots {t_dots * 1e3:8.1f} ms; the model uses {used}',
+          flush=True)
+
+
 def main(argv):
   del argv
   config = FLAGS.config
   if FLAGS.parts == ['convs']:
     conv_costs(FLAGS.batch_size, FLAGS.iters)
+    return
+  if FLAGS.parts == ['kernel_grads']:
+    kernel_grad_costs(FLAGS.batch_size, FLAGS.iters)
     return
   fns, train_fn = parts(config, FLAGS.batch_size)
   for name in FLAGS.parts:

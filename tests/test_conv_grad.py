@@ -1,5 +1,8 @@
 """The conv whose kernel gradient is a dot per tap equals XLA's conv and its gradients."""
 
+import contextlib
+import io
+
 from absl.testing import absltest
 from absl.testing import parameterized
 import jax
@@ -7,6 +10,7 @@ from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments import profile_train
 from ssd_jax.models import vgg
 
 
@@ -53,6 +57,18 @@ class ConvGradTest(parameterized.TestCase):
       want = jax.grad(plain_loss)(params)['params']['conv']
       for k in ('kernel', 'bias'):
         np.testing.assert_allclose(got[k], want[k], rtol=1e-4, atol=1e-4)
+
+  def test_profile_prints_both_kernel_gradients(self):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+      profile_train.kernel_grad_costs(1, 1, convs=(('a', 38, 64, 128, 3), ('b', 8, 8, 8, 1),
+                                                   ('c', 8, 8, 8, 3)))
+    lines = out.getvalue().splitlines()
+    self.assertLen(lines, 3)
+    self.assertRegex(lines[0], r'^a .*XLA +[0-9.]+ ms, dots +[0-9.]+ ms; the model uses dots$')
+    self.assertTrue(lines[1].endswith('uses dots'))
+    self.assertTrue(lines[2].endswith('uses XLA'))
+
 
 if __name__ == '__main__':
   absltest.main()
