@@ -22,10 +22,6 @@ from ssd_jax import checkpoints
 from ssd_jax import errors
 from ssd_jax import models
 
-# One xdist worker runs the whole module (the README's `--dist loadgroup`), so the module
-# fixture `swept` (a whole sweep) is built once per test run, not once per worker.
-pytestmark = pytest.mark.xdist_group('sweep')
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 2
 

@@ -22,10 +22,6 @@ from ssd_jax import pretrained
 from ssd_jax import train
 from ssd_jax.evaluation import plots
 
-# One xdist worker runs the whole module (the README's `--dist loadgroup`), so the module
-# fixtures `trained` (a training run) and `data_dir` are built once per run, not per worker.
-pytestmark = pytest.mark.xdist_group('train')
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
