@@ -167,31 +167,45 @@ class Steps:
       jax.block_until_ready(metrics)
     return call, flops
 
-  def calls(self):
-    """{name: (no-argument blocking call, images per call, FLOPs per call)}."""
+  def calls(self, names=None):
+    """{name: (no-argument blocking call, images per call, FLOPs per call)} for `names`
+    (default: every figure); only those are compiled."""
     images = self.batch['image']
-    image1 = images[:1]
-    loc, conf = self.forward(self.variables, images)
-    mloc, mconf = self.head_outputs(MATCHER_LOSS_BATCH)
-    mbatch = jax.device_put(synthetic_batch(self.config, MATCHER_LOSS_BATCH, seed=2))
-    mbatch.pop('image')
     block = jax.block_until_ready
     v, b = self.variables, self.batch_size
-    out = {
-        'forward': (lambda: block(self.forward(v, images)), b,
-                    flops_of(self.forward, v, images)),
-        'postprocess': (lambda: block(self.detect(loc, conf)), b,
-                        flops_of(self.detect, loc, conf)),
-        'inference': (lambda: block(self.inference(v, images)), b,
-                      flops_of(self.inference, v, images)),
-        'inference_bs1': (lambda: block(self.inference(v, image1)), 1,
-                          flops_of(self.inference, v, image1)),
-        'matcher_loss': (lambda: block(self.matcher_loss(mloc, mconf, mbatch)),
-                         MATCHER_LOSS_BATCH, flops_of(self.matcher_loss, mloc, mconf, mbatch)),
-    }
-    train_call, train_flops = self.train_call()
-    out['train_step'] = (train_call, b, train_flops)
-    return out
+
+    def forward():
+      return (lambda: block(self.forward(v, images)), b, flops_of(self.forward, v, images))
+
+    def postprocess():
+      loc, conf = self.forward(v, images)
+      return (lambda: block(self.detect(loc, conf)), b, flops_of(self.detect, loc, conf))
+
+    def inference():
+      return (lambda: block(self.inference(v, images)), b, flops_of(self.inference, v, images))
+
+    def inference_bs1():
+      image1 = images[:1]
+      return (lambda: block(self.inference(v, image1)), 1,
+              flops_of(self.inference, v, image1))
+
+    def matcher_loss():
+      mloc, mconf = self.head_outputs(MATCHER_LOSS_BATCH)
+      mbatch = jax.device_put(synthetic_batch(self.config, MATCHER_LOSS_BATCH, seed=2))
+      mbatch.pop('image')
+      return (lambda: block(self.matcher_loss(mloc, mconf, mbatch)), MATCHER_LOSS_BATCH,
+              flops_of(self.matcher_loss, mloc, mconf, mbatch))
+
+    def train_step():
+      train_call, train_flops = self.train_call()
+      return train_call, b, train_flops
+
+    makers = {'forward': forward, 'postprocess': postprocess, 'inference': inference,
+              'inference_bs1': inference_bs1, 'matcher_loss': matcher_loss,
+              'train_step': train_step}
+    # The train step last: it donates (deletes) the state the others do not use.
+    ordered = [n for n in makers if n in (names or makers)]
+    return {n: makers[n]() for n in ordered}
 
 
 def run(config, batch_size, iters, *, input_batches=0, input_config=None, names=None,
@@ -204,7 +218,7 @@ def run(config, batch_size, iters, *, input_batches=0, input_config=None, names=
   `mfu=False` skips it.
   """
   steps = Steps(config, batch_size)
-  calls = steps.calls()
+  calls = steps.calls(names)
   names = names or list(calls)
   seconds, flops = {}, {}
   for name in names:
