@@ -122,8 +122,10 @@ def create_train_state(config: ml_collections.ConfigDict, model: models.SSD, rng
       mesh, jax.sharding.PartitionSpec())
   # A program that runs once: on CPU, LLVM's optimizations of the random initializers were
   # ~20 s of its ~22 s compile (shapes config); without them it compiles in ~3 s and gives
-  # the same values.
-  options = {'xla_backend_optimization_level': 0} if jax.default_backend() == 'cpu' else None
+  # the same values. (Only a top-level jit takes options: not under eval_shape or jit.)
+  options = None
+  if jax.default_backend() == 'cpu' and not isinstance(rng, jax.core.Tracer):
+    options = {'xla_backend_optimization_level': 0}
   return jax.jit(init, out_shardings=replicated, compiler_options=options)(rng)
 
 
