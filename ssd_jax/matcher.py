@@ -37,8 +37,7 @@ def _best_matches(gt_boxes, gt_mask, priors_yxyx):
     equals) and best_prior [B, M] (lowest index among equals).
 
   A scan over the M boxes, each step on [B, P] slabs, instead of an [B, M, P] IoU tensor
-  and reductions over it: the same values, and on CPU ~4x faster, as the slabs stay in cache
-  (docs/performance.md).
+  and reductions over it: on CPU ~4x faster, as the slabs stay in cache (docs/performance.md).
   """
   num_priors = priors_yxyx.shape[0]
   prior_ids = jnp.arange(num_priors, dtype=jnp.int32)
