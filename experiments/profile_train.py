@@ -98,9 +98,10 @@ def kernel_grad_costs(batch_size, iters, convs=KERNEL_GRAD_CONVS):
     x = jnp.asarray(rng.normal(size=(batch_size, size, size, cin)), jnp.float32)
     dy = jnp.asarray(rng.normal(size=(batch_size, size, size, cout)), jnp.float32)
     padding = ((k // 2, k // 2),) * 2
-    conv = lambda w: jax.lax.conv_general_dilated(x, w, (1, 1), padding,
-                                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-    xla = jax.jit(lambda x, dy: jax.vjp(conv, jnp.zeros((k, k, cin, cout)))[1](dy)[0])
+    conv = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), padding,
+                                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    xla = jax.jit(lambda x, dy: jax.vjp(lambda w: conv(x, w),
+                                        jnp.zeros((k, k, cin, cout)))[1](dy)[0])
     dots = jax.jit(lambda x, dy: vgg.kernel_grad_by_dots(x, dy, (k, k), padding))
     t_xla, t_dots = (benchmark.time_calls(lambda f=f: jax.block_until_ready(f(x, dy)), iters,
                                           warmup=1) for f in (xla, dots))
