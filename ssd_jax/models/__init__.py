@@ -17,11 +17,12 @@ def create_model(model_config: ml_collections.ConfigDict, boxes_per_cell: Sequen
   `boxes_per_cell` comes from the run's default boxes (`anchors.from_config(config)`).
   """
   if model_config.dtype not in DTYPES:
-    raise errors.UserError(f'model.dtype={model_config.dtype!r}; expected one of {sorted(DTYPES)}.')
+    raise errors.UserError(
+        f'model.dtype={model_config.dtype!r}; expected one of {sorted(DTYPES)}.')
   convs, channels = tuple(model_config.vgg_convs), tuple(model_config.vgg_channels)
   if len(convs) != 5 or len(channels) != 5 or min(convs) < 1 or min(channels) < 1:
     raise errors.UserError(f'model.vgg_convs={convs} and model.vgg_channels={channels} need 5 '
-                     'positive entries each (blocks conv1 .. conv5).')
+                           'positive entries each (blocks conv1 .. conv5).')
   if model_config.fc_channels < 1:
     raise errors.UserError(f'model.fc_channels={model_config.fc_channels}; it must be positive.')
   return SSD(
