@@ -21,6 +21,7 @@ import numpy as np
 
 from experiments import benchmark
 from ssd_jax import anchors
+from ssd_jax import errors
 from ssd_jax import losses
 from ssd_jax import models
 from ssd_jax import train
@@ -111,9 +112,19 @@ def kernel_grad_costs(batch_size, iters, convs=KERNEL_GRAD_CONVS):
           flush=True)
 
 
+PARTS = ('forward', 'backward', 'loss', 'train_step')
+
+
 def main(argv):
   del argv
+  errors.run_command('experiments.profile_train', _run)
+
+
+def _run():
   config = FLAGS.config
+  if FLAGS.parts not in (['convs'], ['kernel_grads']) and not set(FLAGS.parts) <= set(PARTS):
+    raise errors.UserError(f'--parts={",".join(FLAGS.parts)}: expected some of '
+                           f'{", ".join(PARTS)}, or convs or kernel_grads alone.')
   if FLAGS.parts == ['convs']:
     conv_costs(FLAGS.batch_size, FLAGS.iters)
     return
@@ -142,7 +153,7 @@ if __name__ == '__main__':
   config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=False)
   flags.DEFINE_integer('batch_size', 8, 'Images per step.')
   flags.DEFINE_integer('iters', 3, 'Timed calls per part (median).')
-  flags.DEFINE_list('parts', ['forward', 'backward', 'loss', 'train_step'], 'Parts to time.')
+  flags.DEFINE_list('parts', list(PARTS), 'Parts to time.')
   FLAGS = flags.FLAGS
   flags.mark_flags_as_required(['config'])
   app.run(main)

@@ -12,6 +12,7 @@ import numpy as np
 
 from experiments import profile_train
 from ssd_jax.models import vgg
+from tests import command_line
 
 
 def reference_conv(x, kernel, padding):
@@ -68,6 +69,13 @@ class ConvGradTest(parameterized.TestCase):
     self.assertRegex(lines[0], r'^a .*XLA +[0-9.]+ ms, dots +[0-9.]+ ms; the model uses dots$')
     self.assertTrue(lines[1].endswith('uses dots'))
     self.assertTrue(lines[2].endswith('uses XLA'))
+
+
+  def test_profile_unknown_part_is_one_line(self):
+    result = command_line.run('experiments.profile_train', '--config=configs/smoke.py',
+                              '--parts=forward,kernel_grad')
+    command_line.assert_one_error_line(result, 'experiments.profile_train',
+                                       r'--parts=forward,kernel_grad: expected some of forward')
 
 
 if __name__ == '__main__':
