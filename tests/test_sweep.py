@@ -213,13 +213,13 @@ def test_seeds_give_mean_and_sample_std():
 
 @pytest.mark.parametrize('name', [name for name, _ in sweeps.SOURCE_LAYERS])
 def test_source_layers_predict_from_the_coarser_maps(name):
-  """shapes (maps 16, 8, 4, 2, 1): each removed map takes its cells and its head away."""
+  """shapes (maps 32, 16, 8, 4, 2, 1): each removed map takes its cells and its head away."""
   from configs import shapes  # pylint: disable=g-import-not-at-top
   from ssd_jax import anchors  # pylint: disable=g-import-not-at-top
   overrides = dict(sweeps.SOURCE_LAYERS)[name]
   config = sweep.apply_overrides(shapes.get_config(), name, overrides)
   skip = config.model.skip_sources
-  maps = [16, 8, 4, 2, 1][skip:]
+  maps = [32, 16, 8, 4, 2, 1][skip:]
   per_cell = anchors.boxes_per_cell(config)
   assert len(per_cell) == len(maps)
   model = models.create_model(config.model, anchors.boxes_per_cell(config))
