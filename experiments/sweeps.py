@@ -25,7 +25,8 @@ DEFAULT_BOXES = (
     ('one_box', {'anchors.aspect_ratios': _every_map(()), 'anchors.extra_scale': False}),
     # {1, 2, 1/2} plus the extra-scale square: 4 per cell on every map.
     ('ratios_2', {'anchors.aspect_ratios': _every_map((2,)), 'anchors.extra_scale': True}),
-    # Whatever the --config file sets (SSD300: 4 or 6 per map; shapes: 4 on its conv3 map, 6 on the others).
+    # Whatever the --config file sets (SSD300: 4 or 6 per map; shapes: 4 on its conv3 map,
+    # 6 on the others).
     ('config', {}),
     # {1, 2, 1/2, 3, 1/3} plus the extra-scale square: 6 per cell on every map.
     ('ratios_2_3', {'anchors.aspect_ratios': _every_map((2, 3)), 'anchors.extra_scale': True}),
