@@ -70,7 +70,6 @@ class ConvGradTest(parameterized.TestCase):
     self.assertTrue(lines[1].endswith('uses dots'))
     self.assertTrue(lines[2].endswith('uses XLA'))
 
-
   def test_profile_unknown_part_is_one_line(self):
     result = command_line.run('experiments.profile_train', '--config=configs/smoke.py',
                               '--parts=forward,kernel_grad')
