@@ -215,14 +215,18 @@ def create_evaluator(config: ml_collections.ConfigDict, info):
   raise ValueError(f"eval.metric={metric!r}; expected 'voc07', 'voc' or 'coco'.")
 
 
-def score_split(config, variables, eval_fn, mesh, info, *, num_images_to_draw=0):
+def score_split(config, variables, eval_fn, mesh, info, *, num_images_to_draw=0,
+                evaluator=None):
   """Runs the eval split through `eval_fn`; returns (EvalResult, drawn preview images).
+
+  `evaluator` (default: `create_evaluator`'s) receives every batch; a caller that passes one
+  can read what it accumulated afterwards.
 
   Every process reads its own part of the split; batch and detections are gathered so that
   every process scores the whole split (only process 0 writes anything). Scored in the data
   set's labels: detections are mapped to them by category id (evaluation/label_spaces.py).
   """
-  evaluator = create_evaluator(config, info)
+  evaluator = evaluator or create_evaluator(config, info)
   label_map = label_spaces.detection_label_map(config, info, training=False)
   previews = []
   keys = ('boxes', 'labels', 'mask', 'difficult', 'crowd', 'orig_size', 'example_mask')

@@ -14,6 +14,7 @@ from PIL import Image
 import pytest
 
 from configs import smoke
+from experiments import error_analysis
 from ssd_jax import anchors
 from ssd_jax import checkpoints
 from ssd_jax import errors
@@ -88,6 +89,17 @@ def test_eval_mode_reproduces_the_final_metric(trained, data_dir):
   for key, value in metrics.items():
     if np.isfinite(value):
       assert again[key] == pytest.approx(value, abs=1e-9), key
+
+
+def test_error_analysis_scores_what_eval_scores(trained, tmp_path, capsys):
+  workdir, metrics = trained
+  output = str(tmp_path / 'analysis.json')
+  result = error_analysis.run(workdir, output=output)
+  assert result['mAP@0.5'] == pytest.approx(metrics['mAP'], abs=1e-9)
+  assert result['mAP@0.3'] >= result['mAP@0.5'] >= result['mAP@0.7']
+  with open(output) as f:
+    assert json.load(f) == result
+  assert 'class-agnostic AP at IoU 0.5' in capsys.readouterr().out
 
 
 def test_resume_continues_from_the_saved_step(trained, data_dir, tmp_path, capsys):
@@ -194,6 +206,7 @@ def test_two_fake_devices_give_the_same_losses_as_one():
   script = r'''
 import jax, numpy as np
 from configs import smoke
+from experiments import error_analysis
 from ssd_jax import anchors, models, train
 from experiments.benchmark import random_batch
 for norm in (None, 'batch'):  # BatchNorm statistics must be global too (synchronized BN)
