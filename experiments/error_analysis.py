@@ -13,7 +13,8 @@ the newest complete checkpoint, no lock, nothing written there) and scores its e
   choice), by kind: correct; duplicate (IoU >= 0.5 with an object of its class that a
   higher-scored detection took); localization (IoU 0.1 .. 0.5 with an object of its class);
   other class (IoU >= 0.1 with an object of another class only); background (IoU < 0.1 with
-  every object); ignored (matched to a difficult object, as VOC ignores it).
+  every object); ignored (matched to a difficult object, as VOC ignores it); and which classes
+  the 'other class' ones are confused with.
 """
 
 import dataclasses
@@ -32,20 +33,24 @@ from ssd_jax.evaluation import voc
 KINDS = ('correct', 'duplicate', 'localization', 'other_class', 'background', 'ignored')
 IOU_THRESHOLDS = (0.3, 0.5, 0.7)
 NEAR_IOU = 0.1  # Below this overlap a detection is not "near" an object.
+MAX_CONFUSIONS_SHOWN = 8
 
 
-def _max_iou_per_detection(det_image, det_boxes, gt_image, gt_boxes):
-  """Max devkit IoU of each detection with the given ground truth of its image (-1: none)."""
-  best = np.full(len(det_image), -1.0)
+def _best_overlap(det_image, det_boxes, gt_image, gt_boxes):
+  """Max devkit IoU of each detection with the given ground truth of its image (-1: none),
+  and the index of that ground truth box (-1: none)."""
+  best, which = np.full(len(det_image), -1.0), np.full(len(det_image), -1)
   for image in np.intersect1d(det_image, gt_image):
-    d, g = det_image == image, gt_image == image
-    best[d] = voc.devkit_iou(det_boxes[d][:, None], gt_boxes[g][None]).max(axis=1)
-  return best
+    d, g = det_image == image, np.flatnonzero(gt_image == image)
+    iou = voc.devkit_iou(det_boxes[d][:, None], gt_boxes[g][None])
+    best[d], which[d] = iou.max(axis=1), g[iou.argmax(axis=1)]
+  return best, which
 
 
 def detection_kinds(ground_truth: voc.VocGroundTruth, detections: voc.VocDetections,
-                    num_classes: int, iou_threshold: float = 0.5) -> np.ndarray:
-  """The kind of each detection (an index into KINDS), in the order of `detections`.
+                    num_classes: int, iou_threshold: float = 0.5):
+  """The kind of each detection (an index into KINDS) and, for kind 'other_class', the label
+  of the object it overlaps most (else 0); both in the order of `detections`.
 
   Correct, ignored and duplicate detections are those of the devkit's matching
   (`voc.match_class`); a false positive is a duplicate if it overlaps an object of its class
@@ -57,7 +62,7 @@ def detection_kinds(ground_truth: voc.VocGroundTruth, detections: voc.VocDetecti
   det_label, det_image = np.asarray(detections.label), np.asarray(detections.image)
   det_boxes = np.asarray(detections.boxes, np.float64)
   scores = np.asarray(detections.scores, np.float64)
-  kinds = np.empty(len(det_label), np.int64)
+  kinds, confused_with = np.empty(len(det_label), np.int64), np.zeros(len(det_label), np.int64)
   for label in range(1, num_classes + 1):
     in_det = np.flatnonzero(det_label == label)
     in_gt = gt_label == label
@@ -65,32 +70,42 @@ def detection_kinds(ground_truth: voc.VocGroundTruth, detections: voc.VocDetecti
                              gt_image[in_gt], gt_boxes[in_gt],
                              np.asarray(ground_truth.difficult, bool)[in_gt], iou_threshold)
     in_det = in_det[np.argsort(-scores[in_det], kind='stable')]  # match_class's order.
-    same = _max_iou_per_detection(det_image[in_det], det_boxes[in_det], gt_image[in_gt],
-                                  gt_boxes[in_gt])
-    other = _max_iou_per_detection(det_image[in_det], det_boxes[in_det], gt_image[~in_gt],
-                                   gt_boxes[~in_gt])
+    same, _ = _best_overlap(det_image[in_det], det_boxes[in_det], gt_image[in_gt],
+                            gt_boxes[in_gt])
+    other, which = _best_overlap(det_image[in_det], det_boxes[in_det], gt_image[~in_gt],
+                                 gt_boxes[~in_gt])
     kind = np.select(
         [tp == 1, fp == 0, same >= iou_threshold, same >= NEAR_IOU, other >= NEAR_IOU],
         [KINDS.index(k) for k in ('correct', 'ignored', 'duplicate', 'localization',
                                   'other_class')], KINDS.index('background'))
     kinds[in_det] = kind
-  return kinds
+    confused_with[in_det] = np.where(kind == KINDS.index('other_class'),
+                                     gt_label[~in_gt][which], 0)
+  return kinds, confused_with
 
 
-def top_detection_kinds(ground_truth: voc.VocGroundTruth, detections: voc.VocDetections,
-                        num_classes: int, iou_threshold: float = 0.5) -> dict[str, int]:
-  """Counts of KINDS among each class's top-N detections, N = its non-difficult objects."""
-  kinds = detection_kinds(ground_truth, detections, num_classes, iou_threshold)
+def top_detections(ground_truth: voc.VocGroundTruth, detections: voc.VocDetections,
+                   class_names, iou_threshold: float = 0.5):
+  """Among each class's top-N detections (N = its non-difficult objects): the count of each
+  of KINDS, and the 'other_class' ones as [detected class, object's class, count] rows, most
+  frequent first."""
+  num_classes = len(class_names)
+  kinds, confused_with = detection_kinds(ground_truth, detections, num_classes, iou_threshold)
   det_label = np.asarray(detections.label)
   scores = np.asarray(detections.scores, np.float64)
   counts = np.zeros(len(KINDS), np.int64)
+  pairs = np.zeros((num_classes + 1, num_classes + 1), np.int64)
   for label in range(1, num_classes + 1):
     num_objects = int(np.sum((np.asarray(ground_truth.label) == label)
                              & ~np.asarray(ground_truth.difficult, bool)))
     in_det = np.flatnonzero(det_label == label)
     top = in_det[np.argsort(-scores[in_det], kind='stable')][:num_objects]
     counts += np.bincount(kinds[top], minlength=len(KINDS))
-  return dict(zip(KINDS, counts.tolist()))
+    pairs[label] += np.bincount(confused_with[top], minlength=num_classes + 1)
+  pairs[:, 0] = 0
+  rows = [[class_names[d - 1], class_names[o - 1], int(pairs[d, o])]
+          for d, o in zip(*np.nonzero(pairs))]
+  return dict(zip(KINDS, counts.tolist())), sorted(rows, key=lambda r: -r[2])
 
 
 def class_agnostic(ground_truth: voc.VocGroundTruth, detections: voc.VocDetections):
@@ -101,14 +116,16 @@ def class_agnostic(ground_truth: voc.VocGroundTruth, detections: voc.VocDetectio
 
 def analyse(ground_truth: voc.VocGroundTruth, detections: voc.VocDetections,
             class_names, use_07_metric: bool = True) -> dict:
-  """{'mAP@<t>': .., 'class_agnostic_AP@0.5': .., 'num_objects': .., 'top_detections': {..}}."""
+  """{'mAP@<t>': .., 'class_agnostic_AP@0.5': .., 'num_objects': .., 'top_detections': {..},
+  'confusions': [[detected, object, count], ..]}."""
   result = {f'mAP@{t:g}': voc.evaluate_voc(ground_truth, detections, class_names,
                                            use_07_metric, t).metrics['mAP']
             for t in IOU_THRESHOLDS}
   result['class_agnostic_AP@0.5'] = voc.evaluate_voc(
       *class_agnostic(ground_truth, detections), ('object',), use_07_metric).metrics['mAP']
   result['num_objects'] = int((~np.asarray(ground_truth.difficult, bool)).sum())
-  result['top_detections'] = top_detection_kinds(ground_truth, detections, len(class_names))
+  result['top_detections'], result['confusions'] = top_detections(ground_truth, detections,
+                                                                 tuple(class_names))
   return result
 
 
@@ -120,6 +137,9 @@ def format_report(result: dict) -> str:
   total = max(sum(result['top_detections'].values()), 1)
   for kind, count in result['top_detections'].items():
     lines.append(f'  {kind:<13} {count:6d}  {100 * count / total:5.1f}%')
+  if result['confusions']:
+    lines.append('most frequent other_class (detected as -> object of): ' + ', '.join(
+        f'{d} -> {o} {n}' for d, o, n in result['confusions'][:MAX_CONFUSIONS_SHOWN]))
   return '\n'.join(lines)
 
 

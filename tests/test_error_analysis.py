@@ -32,8 +32,11 @@ def detections(rows):
 
 def test_kinds_of_a_hand_made_case():
   order = [5, 2, 7, 0, 3, 6, 1, 4]  # The input order does not matter.
-  kinds = error_analysis.detection_kinds(GROUND_TRUTH, detections([CASE[i] for i in order]), 2)
+  kinds, confused_with = error_analysis.detection_kinds(
+      GROUND_TRUTH, detections([CASE[i] for i in order]), 2)
   assert [error_analysis.KINDS[k] for k in kinds] == [CASE[i][4] for i in order]
+  # The two 'other_class' detections: class 1 on B (class 2), class 2 on A (class 1).
+  assert confused_with.tolist() == [2 if i == 3 else 1 if i == 6 else 0 for i in order]
 
 
 def test_analysis_of_the_hand_made_case():
@@ -50,12 +53,14 @@ def test_analysis_of_the_hand_made_case():
   # class 2's detection on A.
   assert result['top_detections'] == {'correct': 1, 'duplicate': 0, 'localization': 0,
                                       'other_class': 1, 'background': 0, 'ignored': 0}
+  assert result['confusions'] == [['two', 'one', 1]]
   report = error_analysis.format_report(result)
-  assert 'class-agnostic AP at IoU 0.5: 0.773' in report and 'other_class' in report
+  assert 'class-agnostic AP at IoU 0.5: 0.773' in report and 'two -> one 1' in report
 
 
 def loop_kinds(gt, det, num_classes, threshold=0.5):
-  """A plain loop: the devkit's greedy matching per class, then the overlaps' rules."""
+  """A plain loop: the devkit's greedy matching per class, then the overlaps' rules; per
+  detection (kind, class of the other-class object it overlaps most if 'other_class' else 0)."""
   kinds = [None] * len(det.label)
   iou = lambda a, b: voc.devkit_iou(np.asarray(a, np.float64), np.asarray(b, np.float64))
   for label in range(1, num_classes + 1):
@@ -70,18 +75,19 @@ def loop_kinds(gt, det, num_classes, threshold=0.5):
       best = max(same, key=lambda g: iou(det.boxes[i], gt.boxes[g]), default=None)
       best_iou = iou(det.boxes[i], gt.boxes[best]) if best is not None else -1
       if best_iou >= threshold and gt.difficult[best]:
-        kinds[i] = 'ignored'
+        kinds[i] = 'ignored', 0
       elif best_iou >= threshold and best not in taken:
         taken.add(best)
-        kinds[i] = 'correct'
+        kinds[i] = 'correct', 0
       elif best_iou >= threshold:
-        kinds[i] = 'duplicate'
+        kinds[i] = 'duplicate', 0
       elif best_iou >= 0.1:
-        kinds[i] = 'localization'
-      elif any(iou(det.boxes[i], gt.boxes[g]) >= 0.1 for g in other):
-        kinds[i] = 'other_class'
+        kinds[i] = 'localization', 0
+      elif other and max(iou(det.boxes[i], gt.boxes[g]) for g in other) >= 0.1:
+        kinds[i] = 'other_class', gt.label[max(other, key=lambda g: iou(det.boxes[i],
+                                                                      gt.boxes[g]))]
       else:
-        kinds[i] = 'background'
+        kinds[i] = 'background', 0
   return kinds
 
 
@@ -103,7 +109,8 @@ def test_kinds_match_a_plain_loop(seed):
                                          rng.integers(0, 7, num_det)),
                           label=rng.integers(1, 4, num_det), boxes=boxes,
                           scores=rng.permutation(num_det) / num_det)  # No ties.
-  kinds = error_analysis.detection_kinds(gt, det, classes)
+  kinds, confused_with = error_analysis.detection_kinds(gt, det, classes)
   expected = loop_kinds(gt, det, classes)
-  assert [error_analysis.KINDS[k] for k in kinds] == expected
-  assert len(set(expected)) == len(error_analysis.KINDS)  # Every kind occurs.
+  assert [error_analysis.KINDS[k] for k in kinds] == [kind for kind, _ in expected]
+  assert confused_with.tolist() == [label for _, label in expected]
+  assert len({kind for kind, _ in expected}) == len(error_analysis.KINDS)  # All occur.
