@@ -79,8 +79,8 @@ def detection_kinds(ground_truth: voc.VocGroundTruth, detections: voc.VocDetecti
         [KINDS.index(k) for k in ('correct', 'ignored', 'duplicate', 'localization',
                                   'other_class')], KINDS.index('background'))
     kinds[in_det] = kind
-    confused_with[in_det] = np.where(kind == KINDS.index('other_class'),
-                                     gt_label[~in_gt][which], 0)
+    confused = kind == KINDS.index('other_class')  # So `which` is a box there.
+    confused_with[in_det[confused]] = gt_label[~in_gt][which[confused]]
   return kinds, confused_with
 
 

@@ -226,7 +226,8 @@ def score_split(config, variables, eval_fn, mesh, info, *, num_images_to_draw=0,
   every process scores the whole split (only process 0 writes anything). Scored in the data
   set's labels: detections are mapped to them by category id (evaluation/label_spaces.py).
   """
-  evaluator = evaluator or create_evaluator(config, info)
+  if evaluator is None:
+    evaluator = create_evaluator(config, info)
   label_map = label_spaces.detection_label_map(config, info, training=False)
   previews = []
   keys = ('boxes', 'labels', 'mask', 'difficult', 'crowd', 'orig_size', 'example_mask')

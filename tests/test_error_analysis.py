@@ -39,6 +39,15 @@ def test_kinds_of_a_hand_made_case():
   assert confused_with.tolist() == [2 if i == 3 else 1 if i == 6 else 0 for i in order]
 
 
+def test_kinds_with_a_single_class():
+  kinds, confused_with = error_analysis.detection_kinds(
+      *error_analysis.class_agnostic(GROUND_TRUTH, detections(CASE)), 1)
+  assert [error_analysis.KINDS[k] for k in kinds] == [
+      'correct', 'duplicate', 'localization', 'correct', 'background', 'ignored', 'duplicate',
+      'duplicate']
+  assert not confused_with.any()
+
+
 def test_analysis_of_the_hand_made_case():
   result = error_analysis.analyse(GROUND_TRUTH, detections(CASE), ('one', 'two'))
   # Class 1: its first detection takes A at IoU 0.667 (AP 1 at IoU 0.3 and 0.5, 0 at 0.7);
