@@ -70,7 +70,7 @@ def get_config():
   config.optimizer.weight_decay = 5e-4
   config.optimizer.warmup_steps = 100
   config.optimizer.schedule = 'cosine'
-  config.optimizer.grad_clip_norm = 10.0
+  config.optimizer.grad_clip_norm = 10.0  # SGD without it diverged at lr 0.03 (mAP 0.046).
   config.num_train_steps = 3000
 
   config.log_every_steps = 100
