@@ -206,7 +206,6 @@ def test_two_fake_devices_give_the_same_losses_as_one():
   script = r'''
 import jax, numpy as np
 from configs import smoke
-from experiments import error_analysis
 from ssd_jax import anchors, models, train
 from experiments.benchmark import random_batch
 for norm in (None, 'batch'):  # BatchNorm statistics must be global too (synchronized BN)
