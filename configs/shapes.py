@@ -63,8 +63,9 @@ def get_config():
   # The paper's optimizer: SGD, momentum 0.9, weight decay 5e-4 on kernels; here lr 0.03 with
   # a cosine decay. With a 100-step warmup: mAP 0.577 / 0.535 / 0.607 / 0.545 at seeds 0 .. 3
   # against 0.551 / 0.529 / 0.465 at seeds 0 .. 2 with AdamW (lr 2e-3, decay 1e-4); seed 0 at
-  # lr 0.02 / 0.04 / 0.06: 0.567 / 0.499 / 0.340. A 300-step warmup: 0.618 / 0.594 / 0.630 / 0.606 at
-  # seeds 0 .. 3, better at every seed; 500 steps: 0.617, 300 with lr 0.04: 0.602 (README).
+  # lr 0.02 / 0.04 / 0.06: 0.567 / 0.499 / 0.340. A 300-step warmup: 0.618 / 0.594 / 0.630 /
+  # 0.606 at seeds 0 .. 3, better at every seed; 500 steps: 0.617, 300 with lr 0.04: 0.602
+  # (README).
   config.optimizer.name = 'sgd'
   config.optimizer.learning_rate = 0.03
   config.optimizer.momentum = 0.9
