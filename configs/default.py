@@ -140,6 +140,12 @@ def get_config() -> ml_collections.ConfigDict:
   # Upper bound on the decoded log-size offsets (offset * variance) before exp; None = none.
   # torchvision's box coder clamps at log(1000 / 16).
   config.eval.max_size_offset = ml_collections.config_dict.placeholder(float)
+  # Multi-scale testing: ((size, first_map, end_map), ...). Each entry runs the model on the
+  # image resized to size x size and keeps the detections of source maps first_map ..
+  # end_map - 1 (default boxes keep their sizes in pixels); all scales' detections go through
+  # one NMS. E.g. ((224, 0, 2), (128, 0, 6)): small objects also at 224 px. None = the model's
+  # input size only.
+  config.eval.scales = ml_collections.config_dict.placeholder(tuple)
   config.eval.every_steps = 5_000
   config.eval.num_images = ml_collections.config_dict.placeholder(int)  # None = whole split.
   config.eval_step = ml_collections.config_dict.placeholder(int)  # --mode=eval: which step.

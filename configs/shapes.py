@@ -75,6 +75,12 @@ def get_config():
   config.optimizer.grad_clip_norm = 10.0  # SGD without it diverged at lr 0.03 (mAP 0.046).
   config.num_train_steps = 3000
 
+  # Multi-scale testing: the two finest maps (11-42 px boxes) also on the image at 224 px,
+  # where a small object has 3x the pixels, the four coarsest also at 96 px; one NMS over all.
+  # On the 3,000-step checkpoints of seeds 0 .. 3: mAP 0.696 / 0.672 / 0.707 / 0.700 against
+  # 0.618 / 0.594 / 0.630 / 0.606 at 128 px alone (small objects 0.54 against 0.36 at seed 0).
+  config.eval.scales = ((224, 0, 2), (128, 0, 6), (96, 2, 6))
+
   config.log_every_steps = 100
   config.eval.every_steps = 1000  # Three evaluations: the learning curve.
   config.checkpoint_every_steps = 1000

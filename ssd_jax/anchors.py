@@ -60,9 +60,10 @@ def boxes_per_cell(config: ml_collections.ConfigDict) -> list[int]:
   return [squares + (2 if config.anchors.flip else 1) * len(r) for r in ratios]
 
 
-def _map_sizes(config: ml_collections.ConfigDict) -> list[int]:
-  return feature_map_sizes(config.model.arch, config.model.input_size, config.model.num_sources,
-                           config.model.skip_sources, config.model.conv3_source)
+def _map_sizes(config: ml_collections.ConfigDict, input_size: int | None = None) -> list[int]:
+  return feature_map_sizes(config.model.arch, input_size or config.model.input_size,
+                           config.model.num_sources, config.model.skip_sources,
+                           config.model.conv3_source)
 
 
 def box_sizes(config: ml_collections.ConfigDict) -> tuple[list[float], list[float]]:
@@ -74,13 +75,20 @@ def box_sizes(config: ml_collections.ConfigDict) -> tuple[list[float], list[floa
   return (_per_map(config, 'min_sizes', num_maps), _per_map(config, 'max_sizes', num_maps))
 
 
-def default_boxes(config: ml_collections.ConfigDict) -> np.ndarray:
-  """All default boxes [P, 4] in normalized [cy, cx, h, w], in the heads' order."""
-  size = config.model.input_size
-  map_sizes = _map_sizes(config)
+def default_boxes(config: ml_collections.ConfigDict, input_size: int | None = None) -> np.ndarray:
+  """All default boxes [P, 4] in normalized [cy, cx, h, w], in the heads' order.
+
+  `input_size` (default `model.input_size`) is for running the model on images of another
+  size (multi-scale testing, `config.eval.scales`): the boxes keep their sizes in pixels of
+  the trained model, as its convolutions see objects in pixels, and each map's cells are
+  `input_size / map size` pixels apart (`anchors.steps` describes `model.input_size` only).
+  """
+  size = input_size or config.model.input_size
+  map_sizes = _map_sizes(config, size)
   min_sizes, max_sizes = box_sizes(config)
   ratios = _per_map(config, 'aspect_ratios', len(map_sizes))
-  steps = (_per_map(config, 'steps', len(map_sizes)) if config.anchors.steps is not None
+  steps = (_per_map(config, 'steps', len(map_sizes))
+           if config.anchors.steps is not None and size == config.model.input_size
            else [size / f for f in map_sizes])
   boxes = []
   for f, step, s_min, s_max, rs in zip(map_sizes, steps, min_sizes, max_sizes, ratios):
@@ -124,6 +132,39 @@ def from_config(config: ml_collections.ConfigDict) -> DefaultBoxes:
                       boxes_per_cell=tuple(boxes_per_cell(config)),
                       min_sizes=tuple(float(s) for s in min_sizes),
                       max_sizes=tuple(float(s) for s in max_sizes))
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalScales:
+  """Multi-scale testing (`config.eval.scales`): what the eval step runs and keeps."""
+  scales: tuple[tuple[int, int, int], ...]  # (input size, first prior, end prior) per scale.
+  boxes: np.ndarray  # [P', 4] the kept priors of all scales, concatenated in that order.
+
+
+def eval_scales(config: ml_collections.ConfigDict) -> EvalScales:
+  """The scales of `config.eval.scales` (None: `model.input_size` with every map).
+
+  Each entry `(size, first_map, end_map)` runs the model on the image resized to size x size
+  and keeps the predictions of source maps first_map .. end_map - 1 (counted after
+  `model.skip_sources`) with their default boxes at that size (`default_boxes`).
+  """
+  entries = config.eval.scales
+  if entries is None:
+    entries = ((config.model.input_size, 0, len(_map_sizes(config))),)
+  scales, boxes = [], []
+  for entry in entries:
+    if len(entry) != 3:
+      raise ValueError(f'config.eval.scales: {entry!r} is not (size, first_map, end_map).')
+    size, first, end = (int(v) for v in entry)
+    map_sizes = _map_sizes(config, size)  # Raises for a size too small for the model.
+    if not 0 <= first < end <= len(map_sizes):
+      raise ValueError(f'config.eval.scales: maps {first} .. {end - 1} of {entry!r} are not '
+                       f'among the model\'s {len(map_sizes)} source maps (0 .. '
+                       f'{len(map_sizes) - 1}).')
+    counts = np.cumsum([0] + [f * f * k for f, k in zip(map_sizes, boxes_per_cell(config))])
+    scales.append((size, int(counts[first]), int(counts[end])))
+    boxes.append(default_boxes(config, size)[counts[first]:counts[end]])
+  return EvalScales(scales=tuple(scales), boxes=np.concatenate(boxes))
 
 
 SIZE_BUCKETS = ((0.0, 0.1), (0.1, 0.2), (0.2, 0.4), (0.4, 1.0))  # longer side / image side

@@ -44,6 +44,9 @@ def describe(config: ml_collections.ConfigDict, priors: anchors.DefaultBoxes) ->
       'total_priors': int(priors.boxes.shape[0]),
       'num_params': num_params,
       'forward_gflops': None if flops is None else flops / 1e9,
+      # Multi-scale testing: [input size, first map, last map] per scale; None = off.
+      'eval_scales': (None if config.eval.scales is None else
+                      [[int(s), int(a), int(b) - 1] for s, a, b in config.eval.scales]),
   }
 
 
@@ -59,4 +62,7 @@ def format_summary(summary: dict) -> str:
   lines.append(f"parameters: {summary['num_params']:,}")
   gflops = summary['forward_gflops']
   lines.append('forward GFLOPs per image: ' + ('n/a' if gflops is None else f'{gflops:.2f}'))
+  if summary.get('eval_scales'):
+    lines.append('evaluated at: ' + ', '.join(f'{s} px (maps {a}-{b})'
+                                               for s, a, b in summary['eval_scales']))
   return '\n'.join(lines)

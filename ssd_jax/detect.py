@@ -146,7 +146,8 @@ class Detector:
     self.variables = state.variables
     self.eval_fn = train.compile_steps(config, mesh, state.apply_fn, priors.boxes)[1]
     self.devices = mesh.size
-    ops = augment.eval_ops(config)
+    self.input_size = augment.eval_size(config)
+    ops = augment.eval_ops(config, self.input_size)
     self._preprocess = tf.function(
         lambda image: augment.apply_ops(ops, {'image': image})['image'],
         input_signature=[tf.TensorSpec([None, None, 3], tf.float32)])
@@ -157,7 +158,7 @@ class Detector:
 
   def __call__(self, images: list[np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
     """Detections (normalized yxyx boxes) for up to `batch_size` uint8 images."""
-    size = self.config.model.input_size
+    size = self.input_size
     batch = np.zeros((batch_size, size, size, 3), np.float32)  # One shape: one compilation.
     for i, pixels in enumerate(images):
       batch[i] = self.preprocess(pixels)

@@ -152,9 +152,27 @@ def train_step(state: TrainState, batch: dict[str, Any], priors: jax.Array,
 
 
 def eval_step(variables, batch: dict[str, Any], priors: jax.Array, apply_fn,
-              config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
-  """Forward + detection output for an evaluation batch (fixed-size detections)."""
-  loc, conf = apply_fn(variables, batch['image'])
+              config: ml_collections.ConfigDict, scales=None) -> dict[str, jax.Array]:
+  """Forward + detection output for an evaluation batch (fixed-size detections).
+
+  `scales` (multi-scale testing, `anchors.eval_scales(config).scales`): for each (size,
+  first prior, end prior) the model runs on the batch resized to size x size and keeps those
+  priors' predictions; `priors` are then the kept default boxes of all scales, concatenated.
+  None: one forward pass on the batch as it is.
+  """
+  images = batch['image']
+  if scales is None:
+    loc, conf = apply_fn(variables, images)
+  else:
+    locs, confs = [], []
+    for size, start, end in scales:
+      x = images
+      if size != images.shape[1]:
+        x = jax.image.resize(images, (images.shape[0], size, size, images.shape[3]), 'linear')
+      loc, conf = apply_fn(variables, x)
+      locs.append(loc[:, start:end])
+      confs.append(conf[:, start:end])
+    loc, conf = jnp.concatenate(locs, axis=1), jnp.concatenate(confs, axis=1)
   return postprocess.detect_from_config(loc, conf, priors, config)
 
 
@@ -168,16 +186,21 @@ def compile_steps(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, ap
                   priors: np.ndarray) -> tuple[Any, Any]:
   """Jitted (train_step, eval_step) with batch sharded over 'data' and state replicated.
 
-  `priors` [P, 4] are the run's default boxes (`anchors.from_config(config).boxes`).
+  `priors` [P, 4] are the run's default boxes (`anchors.from_config(config).boxes`); with
+  `config.eval.scales` set, evaluation uses those of `anchors.eval_scales(config)`.
   """
   priors = jnp.asarray(priors)
+  eval_priors, scales = priors, None
+  if config.eval.scales is not None:
+    multiscale = anchors.eval_scales(config)
+    eval_priors, scales = jnp.asarray(multiscale.boxes), multiscale.scales
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
   train_fn = jax.jit(functools.partial(train_step, priors=priors, config=config),
                      in_shardings=(replicated, sharded), out_shardings=(replicated, replicated),
                      donate_argnums=0)
-  eval_fn = jax.jit(functools.partial(eval_step, priors=priors, apply_fn=apply_fn,
-                                      config=config),
+  eval_fn = jax.jit(functools.partial(eval_step, priors=eval_priors, apply_fn=apply_fn,
+                                      config=config, scales=scales),
                     in_shardings=(replicated, sharded), out_shardings=sharded)
   return train_fn, eval_fn
 

@@ -7,6 +7,8 @@ from absl.testing import parameterized
 import numpy as np
 
 from configs import default
+from configs import shapes
+from configs import smoke
 from configs import ssd300_coco
 from configs import ssd512_voc
 from ssd_jax import anchors
@@ -117,3 +119,58 @@ class CoverageTest(parameterized.TestCase):
     at_third = {r['size']: r for r in anchors.coverage_by_size(gt, priors, 0.33)}
     self.assertEqual(at_third['0.2-0.4']['priors_per_object'], 2)
     self.assertEqual(at_third['0.0-0.1']['priors_per_object'], 0)
+
+
+class EvalScalesTest(parameterized.TestCase):
+  """Default boxes at another input size (multi-scale testing) and `eval_scales`."""
+
+  def test_boxes_at_another_size_keep_their_pixel_sizes(self):
+    config = shapes.get_config()  # Explicit sizes in pixels; steps = input size / map size.
+    maps = [56, 28, 14, 7, 4, 2]  # ssd512 with the conv3 map at 224: 224 / 4, / 8, ...
+    expected = brute_force_priors(maps, 224, [224 / f for f in maps], config.anchors.min_sizes,
+                                  config.anchors.max_sizes, [(2,)] + [(2, 3)] * 5)
+    np.testing.assert_allclose(anchors.default_boxes(config, 224), expected, atol=1e-6)
+    np.testing.assert_array_equal(anchors.default_boxes(config, config.model.input_size),
+                                  anchors.default_boxes(config))
+
+  def test_scale_rule_sizes_are_those_of_the_model_input_size(self):
+    config = smoke.get_config()  # The scale rule at 96 px: sizes are fractions of 96.
+    min_sizes, max_sizes = anchors.scale_sizes(96, 4, config.anchors.s_min,
+                                               config.anchors.s_max, config.anchors.first_scale)
+    maps = [20, 10, 5, 3]  # ssd300 at 160: conv4_3 160 / 8, conv7, then 3x3 stride-2 convs.
+    expected = brute_force_priors(maps, 160, [160 / f for f in maps], min_sizes, max_sizes,
+                                  config.anchors.aspect_ratios)
+    np.testing.assert_allclose(anchors.default_boxes(config, 160), expected, atol=1e-6)
+
+  def test_explicit_steps_describe_the_model_input_size_only(self):
+    config = default.get_config()  # SSD300: steps 8, 16, 32, 64, 100, 300.
+    at_512 = anchors.default_boxes(config, 512)
+    self.assertAlmostEqual(float(at_512[0, 0]), 0.5 * 512 / 64 / 512)  # map 64: step 8 px
+    self.assertAlmostEqual(float(at_512[0, 2]), 30 / 512)  # Caffe's 30 px box, in pixels
+
+  def test_eval_scales_by_hand(self):
+    config = shapes.get_config()
+    config.eval.scales = ((224, 0, 2), (128, 0, 6), (96, 2, 6))
+    got = anchors.eval_scales(config)
+    # 224: 56^2 * 4 + 28^2 * 6 priors; 128: all 6,142; 96 (maps 24, 12, 6, 3, 2, 1): maps
+    # 2 .. 5 start after 24^2 * 4 + 12^2 * 6 = 3,168 and hold 6 * (36 + 9 + 4 + 1) = 300.
+    self.assertEqual(got.scales, ((224, 0, 17248), (128, 0, 6142), (96, 3168, 3468)))
+    np.testing.assert_array_equal(got.boxes, np.concatenate([
+        anchors.default_boxes(config, 224)[:17248], anchors.default_boxes(config),
+        anchors.default_boxes(config, 96)[3168:]]))
+    config.eval.scales = None
+    single = anchors.eval_scales(config)
+    self.assertEqual(single.scales, ((128, 0, 6142),))
+    np.testing.assert_array_equal(single.boxes, anchors.default_boxes(config))
+
+  @parameterized.parameters(
+      (shapes.get_config, ((224, 0),), 'not \\(size, first_map, end_map\\)'),
+      (shapes.get_config, ((224, 2, 2),), 'maps 2 .. 1 of'),
+      (shapes.get_config, ((224, 0, 7),), 'among the model\'s 6 source maps'),
+      (default.get_config, ((96, 0, 6),), 'too small for ssd300'),
+  )
+  def test_bad_eval_scales_are_clear_errors(self, get_config, scales, message):
+    config = get_config()
+    config.eval.scales = scales
+    with self.assertRaisesRegex(ValueError, message):
+      anchors.eval_scales(config)

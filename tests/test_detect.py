@@ -82,7 +82,7 @@ def eval_path_results(params, path):
   model = models.create_model(config.model, priors.boxes_per_cell)
   with Image.open(path) as im:
     pixels = np.asarray(im.convert('RGB'))
-  image = augment.apply_ops(augment.eval_ops(config),
+  image = augment.apply_ops(augment.eval_ops(config, config.model.input_size),
                             {'image': tf.constant(pixels, tf.float32)})['image']
   dets = train.eval_step({'params': params, 'batch_stats': {}}, {'image': image.numpy()[None]},
                          jnp.asarray(priors.boxes), model.apply, config)

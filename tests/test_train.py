@@ -21,6 +21,7 @@ from ssd_jax import errors
 from ssd_jax import models
 from ssd_jax import pretrained
 from ssd_jax import train
+from ssd_jax.data import input_pipeline
 from ssd_jax.evaluation import plots
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -415,3 +416,46 @@ def test_a_full_disk_while_saving_a_checkpoint_names_the_step(tmp_path, monkeypa
   monkeypatch.setattr(type(manager), 'save', real_save)
   manager.wait_until_finished()
   assert sorted(os.listdir(os.path.join(tmp_path, 'checkpoints'))) == ['1']  # nothing partial
+
+
+def test_eval_step_over_scales_equals_its_parts():
+  """Multi-scale eval_step against its pieces: the maps split over two scales of the same size
+  give the single-scale detections exactly; another size gives what one pass on the resized
+  batch with that size's default boxes gives."""
+  config = smoke.get_config()
+  priors = anchors.from_config(config)
+  model = models.create_model(config.model, priors.boxes_per_cell)
+  images = jax.random.normal(jax.random.PRNGKey(1), (2, 96, 96, 3))
+  variables = model.init(jax.random.PRNGKey(0), images)
+
+  def run(images, boxes, scales=None):
+    out = train.eval_step(variables, {'image': images}, boxes, model.apply, config, scales)
+    return {k: np.asarray(v) for k, v in out.items()}
+
+  plain = run(images, priors.boxes)
+  assert plain['valid'].any()
+  config.eval.scales = ((96, 0, 2), (96, 2, 4))
+  split = anchors.eval_scales(config)
+  for key, value in run(images, split.boxes, split.scales).items():
+    np.testing.assert_array_equal(value, plain[key], err_msg=key)
+  config.eval.scales = ((64, 0, 4),)
+  smaller = anchors.eval_scales(config)
+  resized = jax.image.resize(images, (2, 64, 64, 3), 'linear')
+  want = run(resized, anchors.default_boxes(config, 64))
+  for key, value in run(images, smaller.boxes, smaller.scales).items():
+    np.testing.assert_array_equal(value, want[key], err_msg=key)
+
+
+def test_eval_over_scales_end_to_end(trained, data_dir, tmp_path):
+  workdir, metrics = trained
+  copy = str(tmp_path / 'run')
+  shutil.copytree(workdir, copy)
+  split = smoke_config(data_dir, **{'eval.scales': ((96, 0, 2), (96, 2, 4))})
+  again = train.evaluate_checkpoint(split, copy)
+  for key, value in metrics.items():
+    if np.isfinite(value):
+      assert again[key] == pytest.approx(value, abs=1e-9), key
+  larger = smoke_config(data_dir, **{'eval.scales': ((128, 0, 2), (96, 0, 4))})
+  dataset = input_pipeline.create_eval_dataset(larger)
+  assert dataset.element_spec['image'].shape[1:] == (128, 128, 3)
+  assert 0 <= train.evaluate_checkpoint(larger, copy)['mAP'] <= 1

@@ -334,13 +334,21 @@ def train_ops(config):
     ops.append(random_crop)
   if aug.flip:
     ops.append(random_flip)
-  ops += eval_ops(config)
+  ops += eval_ops(config, config.model.input_size)
   return ops
 
 
-def eval_ops(config):
-  """Resize + normalize only."""
-  return [functools.partial(resize, size=config.model.input_size),
+def eval_size(config) -> int:
+  """The side evaluation images are resized to: the largest of `config.eval.scales` (the eval
+  step resizes to the others), else `model.input_size`."""
+  if config.eval.scales is None:
+    return config.model.input_size
+  return max(int(entry[0]) for entry in config.eval.scales)
+
+
+def eval_ops(config, size: int):
+  """Resize to size x size + normalize only."""
+  return [functools.partial(resize, size=size),
           functools.partial(normalize, mean_rgb=tuple(config.input.mean_rgb),
                             std_rgb=tuple(config.input.std_rgb))]
 
