@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 
 from ssd_jax import box_ops
+from ssd_jax import errors
 from ssd_jax.models.ssd import feature_map_sizes
 
 
@@ -34,7 +35,7 @@ def scale_sizes(input_size: int, num_maps: int, s_min: float, s_max: float,
   30, 60, 111, 162, 213, 264 / 60, 111, 162, 213, 264, 315.
   """
   if num_maps < 3:
-    raise ValueError(f'The scale rule needs at least 3 source maps, got {num_maps}.')
+    raise errors.UserError(f'The scale rule needs at least 3 source maps, got {num_maps}.')
   min_ratio, max_ratio = int(round(s_min * 100)), int(round(s_max * 100))
   step = (max_ratio - min_ratio) // (num_maps - 2)
   ratios = [min_ratio + i * step for i in range(num_maps - 1)]
@@ -47,8 +48,8 @@ def _per_map(config: ml_collections.ConfigDict, key: str, num_maps: int) -> list
   """The entries of a per-map key for the predicting maps (after model.skip_sources)."""
   values, skip = config.anchors[key], config.model.skip_sources
   if len(values) < skip + num_maps:
-    raise ValueError(f'anchors.{key} has {len(values)} entries but the model has '
-                     f'{skip + num_maps} source maps.')
+    raise errors.UserError(f'anchors.{key} has {len(values)} entries but the model has '
+                           f'{skip + num_maps} source maps.')
   return list(values)[skip:skip + num_maps]
 
 
@@ -141,26 +142,55 @@ class EvalScales:
   boxes: np.ndarray  # [P', 4] the kept priors of all scales, concatenated in that order.
 
 
+def eval_scale_maps(config: ml_collections.ConfigDict
+                    ) -> tuple[tuple[int, int, int], ...] | None:
+  """`config.eval.scales` checked: (size, first_map, end_map) per scale, or None when off.
+
+  Off: None, or `(None,)` (what `--config.eval.scales=None` gives). A malformed entry, a size
+  too small for the model or maps it does not have raise a UserError naming the entry.
+  """
+  entries = config.eval.scales
+  if entries is None or tuple(entries) == (None,):
+    return None
+  if not entries:
+    raise errors.UserError('config.eval.scales is empty; use None for model.input_size alone.')
+  checked = []
+  for entry in entries:
+    if (not isinstance(entry, (tuple, list)) or len(entry) != 3 or
+        not all(isinstance(v, int) for v in entry)):
+      raise errors.UserError(f'config.eval.scales: {entry!r} is not (size, first_map, '
+                             'end_map) in integers.')
+    size, first, end = entry
+    try:
+      num_maps = len(_map_sizes(config, size))
+    except errors.UserError as e:  # A size too small for the model.
+      raise errors.UserError(f'config.eval.scales: {entry!r}: {e}') from None
+    if not 0 <= first < end <= num_maps:
+      raise errors.UserError(f'config.eval.scales: maps {first} .. {end - 1} of {entry!r} are '
+                             f'not among the model\'s {num_maps} source maps (0 .. '
+                             f'{num_maps - 1}).')
+    checked.append((size, first, end))
+  return tuple(checked)
+
+
+def eval_input_size(config: ml_collections.ConfigDict) -> int:
+  """The side evaluation images are prepared at: the largest of `config.eval.scales` (the eval
+  step resizes to the others), else `model.input_size`."""
+  maps = eval_scale_maps(config)
+  return config.model.input_size if maps is None else max(size for size, _, _ in maps)
+
+
 def eval_scales(config: ml_collections.ConfigDict) -> EvalScales:
-  """The scales of `config.eval.scales` (None: `model.input_size` with every map).
+  """The scales of `config.eval.scales` (`eval_scale_maps`) as prior ranges and boxes.
 
   Each entry `(size, first_map, end_map)` runs the model on the image resized to size x size
   and keeps the predictions of source maps first_map .. end_map - 1 (counted after
   `model.skip_sources`) with their default boxes at that size (`default_boxes`).
   """
-  entries = config.eval.scales
-  if entries is None:
-    entries = ((config.model.input_size, 0, len(_map_sizes(config))),)
+  maps = eval_scale_maps(config) or ((config.model.input_size, 0, len(_map_sizes(config))),)
   scales, boxes = [], []
-  for entry in entries:
-    if len(entry) != 3:
-      raise ValueError(f'config.eval.scales: {entry!r} is not (size, first_map, end_map).')
-    size, first, end = (int(v) for v in entry)
-    map_sizes = _map_sizes(config, size)  # Raises for a size too small for the model.
-    if not 0 <= first < end <= len(map_sizes):
-      raise ValueError(f'config.eval.scales: maps {first} .. {end - 1} of {entry!r} are not '
-                       f'among the model\'s {len(map_sizes)} source maps (0 .. '
-                       f'{len(map_sizes) - 1}).')
+  for size, first, end in maps:
+    map_sizes = _map_sizes(config, size)
     counts = np.cumsum([0] + [f * f * k for f, k in zip(map_sizes, boxes_per_cell(config))])
     scales.append((size, int(counts[first]), int(counts[end])))
     boxes.append(default_boxes(config, size)[counts[first]:counts[end]])

@@ -38,6 +38,7 @@ def describe(config: ml_collections.ConfigDict, priors: anchors.DefaultBoxes) ->
                              jnp.zeros((1, size, size, 3), jnp.float32))
   num_params = int(sum(np.prod(x.shape) for x in jax.tree.leaves(variables['params'])))
   flops = forward_flops(model, variables, size)
+  scale_maps = anchors.eval_scale_maps(config)
   return {
       'arch': config.model.arch, 'input_size': size, 'width': config.model.width,
       'num_classes': config.model.num_classes, 'layers': layers,
@@ -45,8 +46,8 @@ def describe(config: ml_collections.ConfigDict, priors: anchors.DefaultBoxes) ->
       'num_params': num_params,
       'forward_gflops': None if flops is None else flops / 1e9,
       # Multi-scale testing: [input size, first map, last map] per scale; None = off.
-      'eval_scales': (None if config.eval.scales is None else
-                      [[int(s), int(a), int(b) - 1] for s, a, b in config.eval.scales]),
+      'eval_scales': (None if scale_maps is None else
+                      [[size, first, end - 1] for size, first, end in scale_maps]),
   }
 
 

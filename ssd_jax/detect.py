@@ -146,7 +146,7 @@ class Detector:
     self.variables = state.variables
     self.eval_fn = train.compile_steps(config, mesh, state.apply_fn, priors.boxes)[1]
     self.devices = mesh.size
-    self.input_size = augment.eval_size(config)
+    self.input_size = anchors.eval_input_size(config)
     ops = augment.eval_ops(config, self.input_size)
     self._preprocess = tf.function(
         lambda image: augment.apply_ops(ops, {'image': image})['image'],

@@ -191,7 +191,7 @@ def compile_steps(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, ap
   """
   priors = jnp.asarray(priors)
   eval_priors, scales = priors, None
-  if config.eval.scales is not None:
+  if anchors.eval_scale_maps(config) is not None:
     multiscale = anchors.eval_scales(config)
     eval_priors, scales = jnp.asarray(multiscale.boxes), multiscale.scales
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())

@@ -12,6 +12,7 @@ from configs import smoke
 from configs import ssd300_coco
 from configs import ssd512_voc
 from ssd_jax import anchors
+from ssd_jax import errors
 
 
 def brute_force_priors(map_sizes, input_size, steps, min_sizes, max_sizes, ratios):
@@ -158,19 +159,25 @@ class EvalScalesTest(parameterized.TestCase):
     np.testing.assert_array_equal(got.boxes, np.concatenate([
         anchors.default_boxes(config, 224)[:17248], anchors.default_boxes(config),
         anchors.default_boxes(config, 96)[3168:]]))
-    config.eval.scales = None
-    single = anchors.eval_scales(config)
-    self.assertEqual(single.scales, ((128, 0, 6142),))
-    np.testing.assert_array_equal(single.boxes, anchors.default_boxes(config))
+    self.assertEqual(anchors.eval_input_size(config), 224)
+    for off in (None, (None,)):  # (None,): what --config.eval.scales=None gives.
+      config.eval.scales = off
+      single = anchors.eval_scales(config)
+      self.assertEqual(single.scales, ((128, 0, 6142),))
+      np.testing.assert_array_equal(single.boxes, anchors.default_boxes(config))
+      self.assertIsNone(anchors.eval_scale_maps(config))
+      self.assertEqual(anchors.eval_input_size(config), 128)
 
   @parameterized.parameters(
       (shapes.get_config, ((224, 0),), 'not \\(size, first_map, end_map\\)'),
       (shapes.get_config, ((224, 2, 2),), 'maps 2 .. 1 of'),
       (shapes.get_config, ((224, 0, 7),), 'among the model\'s 6 source maps'),
-      (default.get_config, ((96, 0, 6),), 'too small for ssd300'),
+      (shapes.get_config, ((224.0, 0, 2),), 'in integers'),
+      (shapes.get_config, (), 'is empty'),
+      (default.get_config, ((96, 0, 6),), '\\(96, 0, 6\\): model.input_size=96 is too small'),
   )
   def test_bad_eval_scales_are_clear_errors(self, get_config, scales, message):
     config = get_config()
     config.eval.scales = scales
-    with self.assertRaisesRegex(ValueError, message):
+    with self.assertRaisesRegex(errors.UserError, message):
       anchors.eval_scales(config)

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import default
+from configs import shapes
 from configs import smoke
 from configs import ssd512_voc
 from ssd_jax import anchors
@@ -75,6 +76,11 @@ class ModelTest(parameterized.TestCase):
     text = describe.format_summary(summary)
     self.assertIn('total priors: 8732', text)
     self.assertIn('26,285,486', text)
+    self.assertNotIn('evaluated at', text)
+
+  def test_describe_lists_the_eval_scales(self):
+    text = describe.format_summary(summarize(shapes.get_config()))
+    self.assertIn('evaluated at: 224 px (maps 0-1), 128 px (maps 0-5), 96 px (maps 2-5)', text)
 
 
 class PoolingTest(parameterized.TestCase):

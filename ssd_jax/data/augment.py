@@ -338,14 +338,6 @@ def train_ops(config):
   return ops
 
 
-def eval_size(config) -> int:
-  """The side evaluation images are resized to: the largest of `config.eval.scales` (the eval
-  step resizes to the others), else `model.input_size`."""
-  if config.eval.scales is None:
-    return config.model.input_size
-  return max(int(entry[0]) for entry in config.eval.scales)
-
-
 def eval_ops(config, size: int):
   """Resize to size x size + normalize only."""
   return [functools.partial(resize, size=size),

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from ssd_jax import anchors
 from ssd_jax.data import augment
 from ssd_jax.data import coco_folder
 from ssd_jax.data import problems
@@ -412,7 +413,7 @@ def create_eval_dataset(config, *, process_index=None, process_count=None) -> tf
     n_total = int(num_images) if n_total is None else min(n_total, int(num_images))
   split = tfds.split_for_jax_process(split, process_index=pi, process_count=pc)
   ds = _read(source, split, shuffle=False)
-  ops = augment.eval_ops(config, augment.eval_size(config))
+  ops = augment.eval_ops(config, anchors.eval_input_size(config))
   max_boxes = config.input.eval_max_boxes or config.input.max_boxes
   int_ids = config.input.dataset in _INT_IDS
 

@@ -5,6 +5,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from ssd_jax import errors
 from ssd_jax.models import vgg
 
 # Extra feature layers after conv7: (name, 1x1 channels, 3x3 channels, kernel, stride, pad).
@@ -39,7 +40,8 @@ def feature_map_sizes(arch: str, input_size: int, num_sources: int | None = None
   Computed from the layer table; no model needed.
   """
   if arch not in EXTRA_LAYERS:
-    raise ValueError(f'Unknown model.arch {arch!r}; expected one of {sorted(EXTRA_LAYERS)}.')
+    raise errors.UserError(
+        f'Unknown model.arch {arch!r}; expected one of {sorted(EXTRA_LAYERS)}.')
   sizes = list(vgg.base_map_sizes(input_size, conv3_source))
   n = sizes[-1]
   for name, _, _, kernel, stride, pad in EXTRA_LAYERS[arch]:
@@ -47,15 +49,16 @@ def feature_map_sizes(arch: str, input_size: int, num_sources: int | None = None
     sizes.append(n)
   num_sources = len(sizes) if num_sources is None else num_sources
   if not 1 <= num_sources <= len(sizes):
-    raise ValueError(f'model.num_sources={num_sources} but {arch} has {len(sizes)} source maps.')
+    raise errors.UserError(
+        f'model.num_sources={num_sources} but {arch} has {len(sizes)} source maps.')
   sizes = sizes[:num_sources]
   if not 0 <= skip_sources < num_sources:
-    raise ValueError(f'model.skip_sources={skip_sources} must be in 0..{num_sources - 1} '
-                     f'(model.num_sources={num_sources}).')
+    raise errors.UserError(f'model.skip_sources={skip_sources} must be in 0..{num_sources - 1} '
+                           f'(model.num_sources={num_sources}).')
   if min(sizes) < 1:
     names = source_names(arch, conv3_source)
     bad = [f'{names[i]}={s}' for i, s in enumerate(sizes) if s < 1]
-    raise ValueError(
+    raise errors.UserError(
         f'model.input_size={input_size} is too small for {arch}: source maps {bad} would be '
         'empty. Use a larger input or fewer model.num_sources.')
   return sizes[skip_sources:]
