@@ -69,6 +69,7 @@ def apply_overrides(base: ml_collections.ConfigDict, variant: str,
                              f'{e}') from None
   try:
     anchors.default_boxes(config)  # map count, per-map lengths, scale rule
+    anchors.eval_scales(config)  # eval.scales against the variant's maps
   except ValueError as e:
     raise errors.UserError(f"Sweep variant '{variant}' gives an invalid model: {e}") from None
   return config
