@@ -8,7 +8,9 @@ r"""Throughput of the train step, inference and their parts, on synthetic batche
 Figures, as images/s under `images_per_s` in the JSON (median over `iters` timed calls after
 two warm-up calls; the device figures use random inputs at the config's input size):
   train_step     forward, matcher, MultiBox loss, backward, optimizer update (one jit);
-  inference      forward + postprocessing (decode, per-class top-k, NMS) as one jitted call;
+  inference      forward + postprocessing (decode, per-class top-k, NMS) as one jitted call:
+                 the config's eval step (with `eval.scales`, every scale, on images at the
+                 largest);
   inference_bs1  the same at batch 1 (and `latency_ms_bs1`);
   forward        the model alone; postprocess: detection output alone on fixed head outputs;
   matcher_loss   matcher + MultiBox loss (value only) at batch 32 on random head outputs;
@@ -145,8 +147,12 @@ class Steps:
     apply_fn, priors = self.state.apply_fn, self.priors
     self.forward = jax.jit(apply_fn)
     self.detect = jax.jit(lambda l, c: postprocess.detect_from_config(l, c, priors, config))
-    self.inference = jax.jit(
-        lambda v, images: postprocess.detect_from_config(*apply_fn(v, images), priors, config))
+    # What evaluation runs: with `eval.scales`, every scale on images at the largest size.
+    eval_step = train.eval_step_fn(config, apply_fn, priors)
+    self.inference = jax.jit(lambda v, images: eval_step(v, {'image': images}))
+    eval_size = anchors.eval_input_size(config)
+    self.eval_images = jnp.asarray(np.random.default_rng(3).normal(
+        0, 1, (batch_size, eval_size, eval_size, 3)), jnp.float32)
     self.matcher_loss = jax.jit(
         lambda loc, conf, batch: losses.ssd_loss(loc, conf, batch, priors, config.loss))
 
@@ -182,10 +188,12 @@ class Steps:
       return (lambda: block(self.detect(loc, conf)), b, flops_of(self.detect, loc, conf))
 
     def inference():
-      return (lambda: block(self.inference(v, images)), b, flops_of(self.inference, v, images))
+      eval_images = self.eval_images
+      return (lambda: block(self.inference(v, eval_images)), b,
+              flops_of(self.inference, v, eval_images))
 
     def inference_bs1():
-      image1 = images[:1]
+      image1 = self.eval_images[:1]
       return (lambda: block(self.inference(v, image1)), 1,
               flops_of(self.inference, v, image1))
 

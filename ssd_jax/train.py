@@ -182,25 +182,33 @@ def make_mesh(devices=None) -> jax.sharding.Mesh:
   return jax.sharding.Mesh(np.asarray(devices), ('data',))
 
 
+def eval_step_fn(config: ml_collections.ConfigDict, apply_fn, priors):
+  """`eval_step` with its arguments bound: (variables, batch) -> detections.
+
+  `priors` are the run's default boxes; with `config.eval.scales` set, those of
+  `anchors.eval_scales(config)` and its scales are bound instead.
+  """
+  scales = None
+  if anchors.eval_scale_maps(config) is not None:
+    multiscale = anchors.eval_scales(config)
+    priors, scales = multiscale.boxes, multiscale.scales
+  return functools.partial(eval_step, priors=jnp.asarray(priors), apply_fn=apply_fn,
+                           config=config, scales=scales)
+
+
 def compile_steps(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, apply_fn,
                   priors: np.ndarray) -> tuple[Any, Any]:
   """Jitted (train_step, eval_step) with batch sharded over 'data' and state replicated.
 
-  `priors` [P, 4] are the run's default boxes (`anchors.from_config(config).boxes`); with
-  `config.eval.scales` set, evaluation uses those of `anchors.eval_scales(config)`.
+  `priors` [P, 4] are the run's default boxes (`anchors.from_config(config).boxes`).
   """
   priors = jnp.asarray(priors)
-  eval_priors, scales = priors, None
-  if anchors.eval_scale_maps(config) is not None:
-    multiscale = anchors.eval_scales(config)
-    eval_priors, scales = jnp.asarray(multiscale.boxes), multiscale.scales
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
   train_fn = jax.jit(functools.partial(train_step, priors=priors, config=config),
                      in_shardings=(replicated, sharded), out_shardings=(replicated, replicated),
                      donate_argnums=0)
-  eval_fn = jax.jit(functools.partial(eval_step, priors=eval_priors, apply_fn=apply_fn,
-                                      config=config, scales=scales),
+  eval_fn = jax.jit(eval_step_fn(config, apply_fn, priors),
                     in_shardings=(replicated, sharded), out_shardings=sharded)
   return train_fn, eval_fn
 
