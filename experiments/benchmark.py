@@ -74,9 +74,9 @@ def random_batch(rng, batch_size, size, max_boxes, num_classes):
   }
 
 
-def synthetic_batch(config, batch_size, seed=0):
-  """`random_batch` at the config's input size, max_boxes and classes."""
-  return random_batch(np.random.default_rng(seed), batch_size, config.model.input_size,
+def synthetic_batch(config, batch_size, seed=0, size=None):
+  """`random_batch` at the config's input size (or `size`), max_boxes and classes."""
+  return random_batch(np.random.default_rng(seed), batch_size, size or config.model.input_size,
                       config.input.max_boxes, config.model.num_classes)
 
 
@@ -150,9 +150,9 @@ class Steps:
     # What evaluation runs: with `eval.scales`, every scale on images at the largest size.
     eval_step = train.eval_step_fn(config, apply_fn, priors)
     self.inference = jax.jit(lambda v, images: eval_step(v, {'image': images}))
-    eval_size = anchors.eval_input_size(config)
-    self.eval_images = jnp.asarray(np.random.default_rng(3).normal(
-        0, 1, (batch_size, eval_size, eval_size, 3)), jnp.float32)
+    # The train batch's images when evaluation runs at the model's size.
+    self.eval_images = jnp.asarray(synthetic_batch(
+        config, batch_size, size=anchors.eval_input_size(config))['image'])
     self.matcher_loss = jax.jit(
         lambda loc, conf, batch: losses.ssd_loss(loc, conf, batch, priors, config.loss))
 
