@@ -402,8 +402,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   started = time.perf_counter()
+  run = _setup(config, workdir)  # A config error stops here, before anything is written.
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-  run = _setup(config, workdir)
   mesh, info, train_fn, eval_fn, manager = (run.mesh, run.info, run.train_fn, run.eval_fn,
                                             run.manager)
   state, start_step = checkpoints.restore(manager, run.state, run.signature)
@@ -479,8 +479,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
 
 
 def _evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   run = _setup(config, workdir, training=False)
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   state, step = checkpoints.restore(run.manager, run.state, run.signature, config.eval_step)
   if step is None:
     raise errors.UserError(f'No readable checkpoint left to evaluate in {run.manager.directory}.')

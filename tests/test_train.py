@@ -459,3 +459,11 @@ def test_eval_over_scales_end_to_end(trained, data_dir, tmp_path):
   dataset = input_pipeline.create_eval_dataset(larger)
   assert dataset.element_spec['image'].shape[1:] == (128, 128, 3)
   assert 0 <= train.evaluate_checkpoint(larger, copy)['mAP'] <= 1
+
+
+def test_a_config_error_writes_nothing_into_the_workdir(data_dir, tmp_path):
+  workdir = str(tmp_path / 'run')
+  bad = smoke_config(data_dir, **{'eval.scales': ((96, 0, 9),)})
+  with pytest.raises(errors.UserError, match='not among the model'):
+    train.train_and_evaluate(bad, workdir)
+  assert os.listdir(workdir) == []
