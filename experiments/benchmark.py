@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ssd_jax import anchors
+from ssd_jax import config_keys
 from ssd_jax import losses
 from ssd_jax import models
 from ssd_jax import postprocess
@@ -316,7 +317,7 @@ def load_config(path):
 
 def main(argv):
   del argv
-  config = FLAGS.config
+  config = config_keys.from_command_line(FLAGS.config)
   config.model.dtype = FLAGS.dtype
   input_config = config.copy_and_resolve_references()
   input_config.input.dataset = FLAGS.input_dataset or config.input.dataset

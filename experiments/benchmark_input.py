@@ -28,6 +28,7 @@ from PIL import Image
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from ssd_jax import config_keys
 from ssd_jax.data import input_pipeline
 from ssd_jax.data import shapes_draw
 
@@ -85,7 +86,7 @@ def write_voc_folder(root, num_images, class_names, seed=0):
 
 def main(argv):
   del argv
-  config = _CONFIG.value
+  config = config_keys.from_command_line(_CONFIG.value)
   cores = len(os.sched_getaffinity(0))
   results = {'cores': cores, 'batch_size': config.input.batch_size,
              'input_size': config.model.input_size, 'augment': config.input.augment.to_dict(),

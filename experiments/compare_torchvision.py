@@ -19,6 +19,7 @@ import time
 import jax
 
 from experiments import benchmark
+from ssd_jax import config_keys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -81,7 +82,7 @@ def compare(config, batch_size, torch_python, figures, rounds, calls):
 
 def main(argv):
   del argv
-  config = FLAGS.config
+  config = config_keys.from_command_line(FLAGS.config)
   result, loads, info = compare(config, FLAGS.batch_size, FLAGS.torch_python, FLAGS.figures,
                                 FLAGS.rounds, FLAGS.calls)
   print(f'{config.model.arch} batch {FLAGS.batch_size} ({config.model.dtype}); matcher_loss at '

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from ssd_jax import anchors
+from ssd_jax import config_keys
 from ssd_jax.data import input_pipeline
 
 FLAGS = flags.FLAGS
@@ -49,7 +50,7 @@ def eval_ground_truth(config, num_images: int) -> np.ndarray:
 
 def main(argv):
   del argv
-  config = FLAGS.config
+  config = config_keys.from_command_line(FLAGS.config)
   thresholds = ([float(t) for t in FLAGS.thresholds] if FLAGS.thresholds else
                 sorted({0.5, float(config.loss.iou_threshold)}, reverse=True))
   gt = eval_ground_truth(config, FLAGS.num_images)

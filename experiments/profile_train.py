@@ -21,6 +21,7 @@ import numpy as np
 
 from experiments import benchmark
 from ssd_jax import anchors
+from ssd_jax import config_keys
 from ssd_jax import errors
 from ssd_jax import losses
 from ssd_jax import models
@@ -121,7 +122,7 @@ def main(argv):
 
 
 def _run():
-  config = FLAGS.config
+  config = config_keys.from_command_line(FLAGS.config)
   if FLAGS.parts not in (['convs'], ['kernel_grads']) and not set(FLAGS.parts) <= set(PARTS):
     raise errors.UserError(f'--parts={",".join(FLAGS.parts)}: expected some of '
                            f'{", ".join(PARTS)}, or convs or kernel_grads alone.')

@@ -146,8 +146,9 @@ def eval_scale_maps(config: ml_collections.ConfigDict
                     ) -> tuple[tuple[int, int, int], ...] | None:
   """`config.eval.scales` checked: (size, first_map, end_map) per scale, or None when off.
 
-  Off: None, or `(None,)` (what `--config.eval.scales=None` gives). A malformed entry, a size
-  too small for the model or maps it does not have raise a UserError naming the entry.
+  Off: None, or `(None,)` (what `--config.eval.scales=None` gave before
+  `config_keys.from_command_line`, in the config.json of older workdirs). A malformed entry, a
+  size too small for the model or maps it does not have raise a UserError naming the entry.
   """
   entries = config.eval.scales
   if entries is None or tuple(entries) == (None,):

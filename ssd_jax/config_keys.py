@@ -31,3 +31,18 @@ def unknown_key(config: ml_collections.ConfigDict, path: str,
       return f'{prefix}{path}: no such config key{hint}'
     node = node[part]
   return None
+
+
+def from_command_line(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The config of a `--config` flag, with `--config.<key>=None` on a tuple key read as None.
+
+  ml_collections makes every override of a tuple key a tuple, so `=None` arrives as `(None,)`,
+  which no key means (`anchors.min_sizes=None` selects the scale rule, `eval.scales=None`
+  evaluates at `model.input_size` alone). Every command calls this on its `--config`.
+  """
+  for key, value in config.items():
+    if hasattr(value, 'items'):
+      from_command_line(value)
+    elif isinstance(value, tuple) and value == (None,):
+      config[key] = None
+  return config

@@ -99,8 +99,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   try:
-    config = FLAGS.config
-    config.keys()  # absl loads --config lazily: a file that fails to load raises here.
+    # absl loads --config lazily: a file that fails to load raises here.
+    config = config_keys.from_command_line(FLAGS.config)
   except _CONFIG_ERRORS as e:
     if errors.show_traceback():
       raise

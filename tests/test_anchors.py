@@ -160,7 +160,7 @@ class EvalScalesTest(parameterized.TestCase):
         anchors.default_boxes(config, 224)[:17248], anchors.default_boxes(config),
         anchors.default_boxes(config, 96)[3168:]]))
     self.assertEqual(anchors.eval_input_size(config), 224)
-    for off in (None, (None,)):  # (None,): what --config.eval.scales=None gives.
+    for off in (None, (None,)):  # (None,): in the config.json of older workdirs.
       config.eval.scales = off
       single = anchors.eval_scales(config)
       self.assertEqual(single.scales, ((128, 0, 6142),))

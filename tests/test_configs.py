@@ -5,7 +5,9 @@ import importlib
 import os
 import re
 
+from absl import flags
 import ml_collections
+from ml_collections import config_flags
 import pytest
 
 from configs import default
@@ -84,3 +86,19 @@ def test_unknown_key_names_the_path_and_the_closest_key():
       '--config.model.widht: no such config key; did you mean --config.model.width?')
   assert config_keys.unknown_key(config, 'modle.width').endswith('did you mean --config.model.width?')
   assert config_keys.unknown_key(config, 'zzzzzz') == '--config.zzzzzz: no such config key'
+
+
+def test_none_on_the_command_line_is_none_for_tuple_keys():
+  argv = ['prog', f'--config={os.path.join(REPO, "configs", "shapes.py")}',
+          '--config.anchors.min_sizes=None', '--config.eval.scales=None',
+          '--config.anchors.aspect_ratios=((2,),)']
+  flag_values = flags.FlagValues()
+  holder = config_flags.DEFINE_config_file('config', flag_values=flag_values, lock_config=True,
+                                           sys_argv=argv)
+  flag_values(argv)
+  assert holder.value.anchors.min_sizes == (None,)  # What ml_collections makes of it.
+  config = config_keys.from_command_line(holder.value)
+  assert config.anchors.min_sizes is None
+  assert config.eval.scales is None
+  assert config.anchors.aspect_ratios == ((2,),)
+  assert config.anchors.max_sizes == (22, 42, 70, 99, 127, 155)  # Not on the command line.

@@ -56,3 +56,16 @@ def test_an_override_of_a_declared_key_works():
                     '--config.model.width=0.25', '--mode=describe')
   assert result.returncode == 0, result.stderr
   assert 'width x0.25' in result.stdout
+
+
+def test_none_selects_the_scale_rule_for_the_box_sizes():
+  result = run_main('--config=configs/shapes.py', '--config.anchors.min_sizes=None',
+                    '--config.anchors.max_sizes=None', '--mode=describe')
+  assert result.returncode == 0, result.stderr
+  # The paper's rule as Caffe computes it, for 6 maps at 128 px: first_scale 17% for the first
+  # map, then 33% (s_min) in whole-percent steps of (100 - 33) // (6 - 2) = 16%; each map's
+  # max size is the next one's min size.
+  percents = [17, 33, 49, 65, 81, 97, 113]
+  sizes = [round(128 * p / 100, 1) for p in percents]
+  rows = [line.split() for line in result.stdout.splitlines() if line.startswith('conv')]
+  assert [(float(r[4]), float(r[5])) for r in rows] == list(zip(sizes, sizes[1:]))
