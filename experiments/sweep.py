@@ -303,8 +303,8 @@ def _run() -> None:
     return
   if not FLAGS.workdir:
     raise errors.UserError('--workdir is required.')
-  run_sweep(config_keys.from_command_line(FLAGS.config), FLAGS.sweep, FLAGS.workdir, steps=FLAGS.steps, seeds=FLAGS.seeds,
-            variant=FLAGS.variant, collect=FLAGS.collect,
+  run_sweep(config_keys.from_command_line(FLAGS.config), FLAGS.sweep, FLAGS.workdir,
+            steps=FLAGS.steps, seeds=FLAGS.seeds, variant=FLAGS.variant, collect=FLAGS.collect,
             benchmark_iters=FLAGS.benchmark_iters)
 
 
