@@ -119,7 +119,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.optimizer.weight_decay = 5e-4
   config.optimizer.warmup_steps = 500
   config.optimizer.boundaries = (80_000, 100_000)  # Steps where lr is multiplied by 0.1.
-  config.optimizer.schedule = 'piecewise'  # 'piecewise' or 'cosine'.
+  config.optimizer.schedule = 'piecewise'  # 'piecewise', 'cosine' or 'linear' (to 0).
   config.optimizer.grad_clip_norm = ml_collections.config_dict.placeholder(float)
   # Evaluate (and detect, init_from) with an exponential moving average of the weights:
   # ema = d * ema + (1 - d) * params after every step, d = min(ema_decay, (1 + step) / (10 +

@@ -69,7 +69,8 @@ def ema_decay_at(decay: float, step: jax.Array) -> jax.Array:
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
-  """Linear warmup, then piecewise x0.1 at `boundaries` (the paper) or cosine decay."""
+  """Linear warmup, then piecewise x0.1 at `boundaries` (the paper), or a cosine or linear
+  decay to zero at `num_train_steps`."""
   opt = config.optimizer
   base = opt.learning_rate
   warmup = optax.linear_schedule(base * 0.01 if opt.warmup_steps else base, base,
@@ -79,8 +80,11 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
         base, {int(b) - opt.warmup_steps: 0.1 for b in opt.boundaries})
   elif opt.schedule == 'cosine':
     after = optax.cosine_decay_schedule(base, max(config.num_train_steps - opt.warmup_steps, 1))
+  elif opt.schedule == 'linear':
+    after = optax.linear_schedule(base, 0.0, max(config.num_train_steps - opt.warmup_steps, 1))
   else:
-    raise ValueError(f"optimizer.schedule={opt.schedule!r}; expected 'piecewise' or 'cosine'.")
+    raise ValueError(f"optimizer.schedule={opt.schedule!r}; expected 'piecewise', 'cosine' or "
+                     "'linear'.")
   return optax.join_schedules([warmup, after], [opt.warmup_steps])
 
 
