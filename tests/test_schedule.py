@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from configs import default
+from ssd_jax import errors
 from ssd_jax import train
 
 
@@ -52,5 +53,5 @@ def test_decays_reach_zero_at_the_last_step(name, shape):
 
 
 def test_an_unknown_schedule_is_named():
-  with pytest.raises(ValueError, match="optimizer.schedule='step'"):
+  with pytest.raises(errors.UserError, match="optimizer.schedule=.step."):
     train.learning_rate_schedule(make_config('step'))
