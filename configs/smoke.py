@@ -1,5 +1,7 @@
 """A tiny configuration for tests: the real code paths at a size that runs in seconds."""
 
+import ml_collections
+
 from configs import default
 from ssd_jax.classes import SHAPES_CLASSES
 
@@ -10,7 +12,10 @@ def get_config():
   config.model.width = 0.125
   config.model.num_sources = 4  # maps 12, 6, 3, 2
   config.model.num_classes = len(SHAPES_CLASSES)
-  config.anchors.min_sizes = config.anchors.max_sizes = config.anchors.steps = None
+  # The scale rule; placeholders (None, of type tuple) so that --config.anchors.<key>='(...)'
+  # can still set them.
+  for key in ('min_sizes', 'max_sizes', 'steps'):
+    config.anchors[key] = ml_collections.config_dict.placeholder(tuple)
   config.anchors.aspect_ratios = ((2,), (2, 3), (2, 3), (2,))
   config.input.dataset = 'shapes'
   config.input.shapes_num_train = 32  # A small generated shapes set (cached by tfds).
