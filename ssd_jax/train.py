@@ -6,6 +6,7 @@ state is replicated; `jax.jit` inserts the gradient all-reduce (this replaces `p
 is normalized by the number of positives of the whole global batch.
 """
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -399,9 +400,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   Holds the workdir lock for the run. Returns the metrics of the final evaluation.
   """
   workdir_lib.check(workdir, 'train')
+  created = not os.path.exists(workdir)
   os.makedirs(workdir, exist_ok=True)
-  with workdir_lib.lock(workdir, 'train'):
-    return _train_and_evaluate(config, workdir)
+  try:
+    with workdir_lib.lock(workdir, 'train'):
+      return _train_and_evaluate(config, workdir)
+  except BaseException:
+    if created:  # A run that stopped before writing anything (a config error) leaves no folder.
+      with contextlib.suppress(OSError):  # Not empty: it wrote something, which stays.
+        os.rmdir(workdir)
+    raise
 
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:

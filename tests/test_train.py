@@ -466,4 +466,8 @@ def test_a_config_error_writes_nothing_into_the_workdir(data_dir, tmp_path):
   bad = smoke_config(data_dir, **{'eval.scales': ((96, 0, 9),)})
   with pytest.raises(errors.UserError, match='not among the model'):
     train.train_and_evaluate(bad, workdir)
+  assert not os.path.exists(workdir)  # The run created it, and removes it again.
+  os.mkdir(workdir)  # A folder that was there before stays, empty.
+  with pytest.raises(errors.UserError, match='not among the model'):
+    train.train_and_evaluate(bad, workdir)
   assert os.listdir(workdir) == []
