@@ -39,7 +39,7 @@ def _best_matches(gt_boxes, gt_mask, priors_yxyx):
   A loop over the M boxes, each step on [B, P] slabs, instead of an [B, M, P] IoU tensor
   and reductions over it: on CPU ~4x faster, as the slabs stay in cache. It stops after the
   last valid box of the batch: padding is most of M (VOC: 64 slots, 1-7 boxes per image
-  in the benchmark), and padded boxes change nothing (docs/performance.md).
+  in the benchmark), and padded boxes change nothing (docs/results/performance.md).
   """
   num_priors = priors_yxyx.shape[0]
   prior_ids = jnp.arange(num_priors, dtype=jnp.int32)

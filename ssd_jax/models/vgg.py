@@ -55,8 +55,8 @@ def max_pool_3x3_same(x: jnp.ndarray) -> jnp.ndarray:
 # shifted input [B*H*W, I], is 1.5-4x faster for 3x3 convs on maps of at least 38x38 with
 # >= 64 input and >= 128 output channels, and for 1x1 convs; XLA's stays faster for smaller
 # maps, fewer output channels (the heads) and the narrow convs of small models
-# (docs/performance.md). So only those convs use it, and only on CPU. The forward pass and
-# the input gradient stay XLA's convolutions.
+# (docs/results/performance.md). So only those convs use it, and only on CPU. The forward
+# pass and the input gradient stay XLA's convolutions.
 
 
 def kernel_grad_by_dots(x, dy, kernel_shape, padding):
