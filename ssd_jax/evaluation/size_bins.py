@@ -17,8 +17,8 @@ whether a box can be found is its size relative to the image. A 128-px shapes im
 16,384 pixels, so COCO's 32² would call a quarter of the image side "small", whereas in a
 500x375 VOC image 32² is 9% of the side. The edges, 0.01 and 0.09 of the image area (10%
 and 30% of the side for a square box), put SSD300's smallest default box (30 px = 10% of 300)
-at the small/medium edge, and the shapes objects under 10% of the side (the hardest, README)
-in `small`.
+at the small/medium edge, and the shapes objects under 10% of the side (the hardest,
+docs/results/shapes.md) in `small`.
 """
 
 from typing import Sequence
