@@ -207,11 +207,14 @@ def detect_files(workdir: str, paths, output: str, *, step=None, draw=None,
   if batch_size < 1:
     raise errors.UserError(f'--batch-size={batch_size}; it must be at least 1.')
   files = list_files(paths)
+  file_io.check_not_inputs([('--output', output, None), ('--draw', draw, ('*',))],
+                           [('image', f) for f in files])
+  if draw:
+    file_io.check_writable(draw, '--draw', folder=True)
   detector = Detector(workdir, step)
   batch_size = -(-batch_size // detector.devices) * detector.devices
   draw_tmp = None
   if draw:
-    file_io.check_writable(draw, '--draw', folder=True)
     draw_tmp = f'{os.path.abspath(draw)}.tmp-{os.getpid()}'
     os.makedirs(draw_tmp)
   results, skipped, done, start = [], [], 0, time.perf_counter()
