@@ -206,6 +206,8 @@ def detect_files(workdir: str, paths, output: str, *, step=None, draw=None,
     raise errors.UserError(f'--draw={draw} exists; give a new folder.')
   if batch_size < 1:
     raise errors.UserError(f'--batch-size={batch_size}; it must be at least 1.')
+  from ssd_jax import config_keys  # pylint: disable=g-import-not-at-top
+  config_keys.check_fraction(score_threshold, '--score_threshold')
   files = list_files(paths)
   file_io.check_not_inputs([('--output', output, None), ('--draw', draw, ('*',))],
                            [('image', f) for f in files])
