@@ -168,10 +168,13 @@ class Detector:
 
 def to_results(path: str, detections: dict, index: int, orig_size, class_names,
                score_threshold: float) -> list[dict]:
-  """One image's detections above `score_threshold` as COCO results in pixels."""
+  """One image's detections above `score_threshold` as COCO results in pixels, each box
+  clipped to the image (one with nothing left inside it is dropped)."""
   from ssd_jax.evaluation import pixel_boxes  # pylint: disable=g-import-not-at-top
-  keep = detections['valid'][index] & (detections['scores'][index] >= score_threshold)
-  boxes = pixel_boxes.yxyx_to_coco_xywh(detections['boxes'][index][keep], orig_size)
+  clipped = np.clip(np.asarray(detections['boxes'][index], np.float64), 0.0, 1.0)
+  keep = (detections['valid'][index] & (detections['scores'][index] >= score_threshold)
+          & (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1]))
+  boxes = pixel_boxes.yxyx_to_coco_xywh(clipped[keep], orig_size)
   stem = os.path.splitext(os.path.basename(path))[0]
   image_id = int(stem) if stem.isdigit() else stem  # COCO file names are their image ids.
   return [{'image': stem, 'image_id': image_id, 'file_name': path, 'category_id': int(c),

@@ -91,8 +91,9 @@ def eval_path_results(params, path):
   for box, score, label, valid in zip(*(np.asarray(dets[k][0]) for k in
                                         ('boxes', 'scores', 'classes', 'valid'))):
     if valid and score >= THRESHOLD:
-      y0, x0, y1, x1 = box
-      out.append((int(label), float(score), [x0 * w, y0 * h, (x1 - x0) * w, (y1 - y0) * h]))
+      y0, x0, y1, x1 = np.clip(box * [h, w, h, w], 0, [h, w, h, w])  # Pixels, in the image.
+      if x1 > x0 and y1 > y0:
+        out.append((int(label), float(score), [x0, y0, x1 - x0, y1 - y0]))
   return out
 
 
@@ -211,3 +212,19 @@ def test_a_config_json_from_before_newer_keys_takes_their_defaults(workdir, imag
   assert config.model.retired_key == 'kept'
   results = detect.detect_files(old, [os.path.join(images, 'b.png')], str(tmp_path / 'd.json'))
   assert isinstance(results, list)
+
+
+def test_boxes_are_clipped_to_the_image():
+  """Decoded boxes can reach past the image (eval.clip_boxes is False by default); detect's
+  pixel boxes stay inside it, and a box with nothing inside it is dropped."""
+  boxes = np.array([[[-0.25, -0.5, 0.5, 1.75],   # Past the top, left and right.
+                     [0.2, 0.3, 0.4, 0.5],      # Inside.
+                     [1.1, 0.2, 1.3, 0.4],      # Wholly below the image.
+                     [0.5, 0.5, 1.5, 1.5]]])    # Past the bottom right.
+  detections = {'boxes': boxes, 'scores': np.array([[0.9, 0.8, 0.7, 0.6]]),
+                'classes': np.array([[1, 2, 1, 2]]), 'valid': np.ones((1, 4), bool)}
+  results = detect.to_results('x/img.jpg', detections, 0, (200, 100), ('a', 'b'), 0.5)
+  assert [r['score'] for r in results] == [0.9, 0.8, 0.6]
+  # Hand-computed: image 100 wide, 200 high.
+  np.testing.assert_allclose([r['bbox'] for r in results],
+                             [[0, 0, 100, 100], [30, 40, 20, 40], [50, 100, 50, 100]])
