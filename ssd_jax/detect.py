@@ -7,10 +7,12 @@ Restores the checkpoint (default: the latest) with the workdir's saved config.js
 the evaluation path on every image: the eval preprocessing (resize to the model's input,
 normalize), one jitted forward + postprocessing per batch, the config's eval thresholds. The
 output is a COCO results list in original-image pixels: per detection `image` (the file's
-stem), `image_id` (the stem, an integer if all digits: COCO's file names are their ids, so
-`ssd_jax.evaluate --metric=coco` scores the file), `file_name`, `category_id` (the model's
-label, numbered as the config's class list), `category` (its name), `bbox` [x, y, width,
-height] and `score`, for scores >= --score-threshold. JPEG, PNG (and whatever else Pillow
+stem), `image_id` (unique in the run: the stem, an integer if all digits: COCO's file names
+are their ids, so `ssd_jax.evaluate --metric=coco` scores the file; for files that share a
+stem, their path from the folder holding all files: `x/1`, `y/1`), `file_name` (the path),
+`category_id` (the model's label, numbered as the config's class list), `category` (its
+name), `bbox` [x, y, width, height] clipped to the image and `score`, for scores >=
+--score-threshold. JPEG, PNG (and whatever else Pillow
 reads) of any size, greyscale or RGBA (alpha dropped). Files in a folder that are not images
 are skipped, named and counted; if none can be read the command fails. --draw writes each
 image with its boxes to a new folder. Outputs appear only when complete. One process (single
@@ -18,6 +20,7 @@ host). Takes no workdir lock: it reads the newest complete step, which orbax mak
 and writes nothing in the workdir, so it may run while training writes there (docs/weights.md).
 """
 
+import collections
 import json
 import os
 import shutil
@@ -80,6 +83,32 @@ def read_image(path: str) -> np.ndarray | None:
       return np.asarray(image.convert('RGB'))
   except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
     return None
+
+
+def _stem(path: str) -> str:
+  return os.path.splitext(os.path.basename(path))[0]
+
+
+def image_ids(files: list[str]) -> dict[str, int | str]:
+  """A run-unique `image_id` per file: its stem (an integer if all digits, as COCO's file
+  names are their ids), or, for files whose stem another file shares (`x/1.jpg`, `y/1.jpg`),
+  their path from the folder that holds all files, without the extension (`x/1`, `y/1`), or
+  with it if that is still shared (`x/1.jpg`, `x/1.png`)."""
+  stems = collections.Counter(_stem(f) for f in files)
+  folders = [os.path.dirname(os.path.abspath(f)) for f in files]
+  common = os.path.commonpath(folders) if folders else ''
+  relative = {f: os.path.relpath(os.path.abspath(f), common) for f in files}
+  no_ext = collections.Counter(os.path.splitext(r)[0] for r in relative.values())
+  ids = {}
+  for f in files:
+    stem = _stem(f)
+    if stems[stem] == 1:
+      ids[f] = int(stem) if stem.isdigit() else stem
+    else:
+      ids[f] = os.path.splitext(relative[f])[0]
+      if no_ext[ids[f]] > 1:
+        ids[f] = relative[f]
+  return ids
 
 
 def with_defaults(saved: dict, defaults: dict) -> dict:
@@ -167,7 +196,7 @@ class Detector:
 
 
 def to_results(path: str, detections: dict, index: int, orig_size, class_names,
-               score_threshold: float) -> list[dict]:
+               score_threshold: float, image_id: int | str | None = None) -> list[dict]:
   """One image's detections above `score_threshold` as COCO results in pixels, each box
   clipped to the image (one with nothing left inside it is dropped)."""
   from ssd_jax.evaluation import pixel_boxes  # pylint: disable=g-import-not-at-top
@@ -175,8 +204,9 @@ def to_results(path: str, detections: dict, index: int, orig_size, class_names,
   keep = (detections['valid'][index] & (detections['scores'][index] >= score_threshold)
           & (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1]))
   boxes = pixel_boxes.yxyx_to_coco_xywh(clipped[keep], orig_size)
-  stem = os.path.splitext(os.path.basename(path))[0]
-  image_id = int(stem) if stem.isdigit() else stem  # COCO file names are their image ids.
+  stem = _stem(path)
+  if image_id is None:
+    image_id = image_ids([path])[path]
   return [{'image': stem, 'image_id': image_id, 'file_name': path, 'category_id': int(c),
            'category': class_names[c - 1], 'bbox': [round(float(v), 3) for v in box],
            'score': round(float(s), 6)}
@@ -212,6 +242,12 @@ def detect_files(workdir: str, paths, output: str, *, step=None, draw=None,
   from ssd_jax import config_keys  # pylint: disable=g-import-not-at-top
   config_keys.check_fraction(score_threshold, '--score_threshold')
   files = list_files(paths)
+  ids = image_ids(files)
+  shared = [f for f in files if ids[f] != image_ids([f])[f]]
+  if shared:
+    report.note(f'{len(shared)} files share their name with another file; their image_id is '
+                f'their path: {", ".join(str(ids[f]) for f in shared[:5])}'
+                + (' ...' if len(shared) > 5 else '.'))
   file_io.check_not_inputs([('--output', output, None), ('--draw', draw, ('*',))],
                            [('image', f) for f in files])
   if draw:
@@ -240,7 +276,7 @@ def detect_files(workdir: str, paths, output: str, *, step=None, draw=None,
       detections = detector(images, batch_size)
       for i, (path, pixels) in enumerate(zip(chunk, images)):
         found = to_results(path, detections, i, pixels.shape[:2], detector.class_names,
-                           score_threshold)
+                           score_threshold, ids[path])
         results += found
         if draw_tmp:
           _draw(draw_tmp, path, pixels, found)

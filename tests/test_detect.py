@@ -228,3 +228,24 @@ def test_boxes_are_clipped_to_the_image():
   # Hand-computed: image 100 wide, 200 high.
   np.testing.assert_allclose([r['bbox'] for r in results],
                              [[0, 0, 100, 100], [30, 40, 20, 40], [50, 100, 50, 100]])
+
+
+def test_image_ids_are_unique_per_run():
+  assert detect.image_ids(['p/000000397133.jpg', 'p/a.png', 'q/b.jpg']) == {
+      'p/000000397133.jpg': 397133, 'p/a.png': 'a', 'q/b.jpg': 'b'}  # COCO's numeric ids.
+  assert detect.image_ids(['d/x/1.jpg', 'd/y/1.jpg', 'd/y/2.jpg', 'd/x/1.png']) == {
+      'd/x/1.jpg': 'x/1.jpg', 'd/y/1.jpg': 'y/1', 'd/y/2.jpg': 2, 'd/x/1.png': 'x/1.png'}
+
+
+def test_same_file_name_in_two_folders_gives_two_images(workdir, tmp_path, capsys):
+  for folder, seed in (('x', 5), ('y', 6)):
+    (tmp_path / folder).mkdir()
+    scene(80, 100, seed).save(tmp_path / folder / '1.jpg')
+  paths = [str(tmp_path / 'x' / '1.jpg'), str(tmp_path / 'y' / '1.jpg')]
+  results = detect.detect_files(workdir[0], paths, str(tmp_path / 'd.json'),
+                                score_threshold=0.0)
+  assert 'their image_id is their path: x/1, y/1.' in capsys.readouterr().out
+  by_id = {}
+  for r in results:
+    by_id.setdefault(r['image_id'], set()).add(r['file_name'])
+  assert by_id == {'x/1': {paths[0]}, 'y/1': {paths[1]}}
