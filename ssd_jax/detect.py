@@ -76,11 +76,13 @@ def list_files(paths) -> list[str]:
 
 
 def read_image(path: str) -> np.ndarray | None:
-  """uint8 [H, W, 3] RGB (greyscale replicated, alpha dropped); None if not a readable image."""
+  """uint8 [H, W, 3] RGB as displayed (EXIF orientation applied, 16-bit scaled to 8, greyscale
+  replicated, alpha dropped: `image_files.to_rgb8`); None if not a readable image."""
+  from ssd_jax import image_files  # pylint: disable=g-import-not-at-top
   try:
     with Image.open(path) as image:
       image.load()
-      return np.asarray(image.convert('RGB'))
+      return np.asarray(image_files.to_rgb8(image))
   except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
     return None
 

@@ -249,3 +249,18 @@ def test_same_file_name_in_two_folders_gives_two_images(workdir, tmp_path, capsy
   for r in results:
     by_id.setdefault(r['image_id'], set()).add(r['file_name'])
   assert by_id == {'x/1': {paths[0]}, 'y/1': {paths[1]}}
+
+
+def test_a_rotated_photo_is_detected_and_drawn_as_displayed(workdir, tmp_path):
+  from tests import test_image_files  # pylint: disable=g-import-not-at-top
+  photo = test_image_files.rotated_jpeg(str(tmp_path / 'phone.jpg'))
+  draw = str(tmp_path / 'drawn')
+  results = detect.detect_files(workdir[0], [photo], str(tmp_path / 'd.json'), draw=draw,
+                                score_threshold=0.0)
+  assert results
+  h, w = test_image_files.HEIGHT, test_image_files.WIDTH
+  for r in results:  # Boxes in the displayed frame (100 wide, 160 high), clipped to it.
+    x, y, bw, bh = r['bbox']
+    assert 0 <= x <= x + bw <= w and 0 <= y <= y + bh <= h
+  with Image.open(os.path.join(draw, 'phone.jpg')) as drawn:
+    assert drawn.size == (w, h)
