@@ -12,8 +12,9 @@ are their ids, so `ssd_jax.evaluate --metric=coco` scores the file; for files th
 stem, their path from the folder holding all files: `x/1`, `y/1`), `file_name` (the path),
 `category_id` (the model's label, numbered as the config's class list), `category` (its
 name), `bbox` [x, y, width, height] clipped to the image and `score`, for scores >=
---score-threshold. JPEG, PNG (and whatever else Pillow
-reads) of any size, greyscale or RGBA (alpha dropped). Files in a folder that are not images
+--score-threshold. JPEG, PNG (and whatever else Pillow reads) of any size, read as
+displayed (EXIF orientation applied, 16-bit scaled to 8 bits: `image_files`), greyscale or
+RGBA (alpha dropped). Files in a folder that are not images
 are skipped, named and counted; if none can be read the command fails. --draw writes each
 image with its boxes to a new folder. Outputs appear only when complete. One process (single
 host). Takes no workdir lock: it reads the newest complete step, which orbax makes atomically,
