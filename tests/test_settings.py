@@ -1,4 +1,5 @@
-"""Settings that cannot mean anything end in one line before any work (config_keys.check_settings)."""
+"""Settings that cannot mean anything end in one line before any work
+(config_keys.check_settings)."""
 
 import math
 import os
