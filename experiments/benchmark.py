@@ -36,6 +36,8 @@ import numpy as np
 
 from ssd_jax import anchors
 from ssd_jax import config_keys
+from ssd_jax import errors
+from ssd_jax import file_io
 from ssd_jax import losses
 from ssd_jax import models
 from ssd_jax import postprocess
@@ -317,6 +319,14 @@ def load_config(path):
 
 def main(argv):
   del argv
+  errors.run_command('experiments.benchmark', _main)
+
+
+def _main():
+  file_io.check_not_inputs(
+      [('--output', FLAGS.output, None)],
+      [('--config', config_flags.get_config_filename(FLAGS['config']))]
+      + [('--scaling', path) for path in FLAGS.scaling])
   config = config_keys.from_command_line(FLAGS.config)
   config.model.dtype = FLAGS.dtype
   input_config = config.copy_and_resolve_references()

@@ -303,6 +303,12 @@ def _run() -> None:
     return
   if not FLAGS.workdir:
     raise errors.UserError('--workdir is required.')
+  config = FLAGS.config
+  file_io.check_not_inputs(
+      [('--workdir', FLAGS.workdir, ('*',))],
+      [('--config', config_flags.get_config_filename(FLAGS['config'])),
+       ('--config.input.folder', config.input.folder),
+       ('--config.init_from', config.init_from)])
   run_sweep(config_keys.from_command_line(FLAGS.config), FLAGS.sweep, FLAGS.workdir,
             steps=FLAGS.steps, seeds=FLAGS.seeds, variant=FLAGS.variant, collect=FLAGS.collect,
             benchmark_iters=FLAGS.benchmark_iters)

@@ -1,8 +1,11 @@
-"""Config key paths: what exists, and the closest existing key to a mistyped one."""
+"""Config key paths: what exists, and the closest existing key to a mistyped one; settings
+that cannot mean anything (`check_settings`)."""
 
 import difflib
 
 import ml_collections
+
+from ssd_jax import errors
 
 
 def key_paths(config: ml_collections.ConfigDict, prefix: str = '') -> list[str]:
@@ -46,3 +49,41 @@ def from_command_line(config: ml_collections.ConfigDict) -> ml_collections.Confi
     elif isinstance(value, tuple) and value == (None,):
       config[key] = None
   return config
+
+
+def _at_least_one(config: ml_collections.ConfigDict, path: str, why: str) -> None:
+  node = config
+  for part in path.split('.'):
+    node = node[part]
+  if not isinstance(node, int) or isinstance(node, bool) or node < 1:
+    raise errors.UserError(f'{path}={node!r}: it must be a whole number of at least 1 ({why}).')
+
+
+def check_fraction(value, name: str) -> None:
+  """UserError unless `value` is a number in [0, 1] (a score or IoU threshold; not NaN)."""
+  if (not isinstance(value, (int, float)) or isinstance(value, bool)
+      or not 0.0 <= value <= 1.0):  # NaN fails both comparisons.
+    raise errors.UserError(f'{name}={value!r}: it must be a number from 0 to 1 (scores and '
+                           'IoUs lie in [0, 1]; a threshold outside keeps nothing or '
+                           'everything).')
+
+
+def check_settings(config: ml_collections.ConfigDict, training: bool) -> None:
+  """One-line UserError for a setting that cannot mean anything, before any work.
+
+  Counts of steps and images must be at least 1: no value means "never". A run always
+  evaluates and saves at its last step, so `eval.every_steps` or `checkpoint_every_steps` at
+  or above `num_train_steps` means "only at the end" (docs/training.md). Score and IoU
+  thresholds lie in [0, 1].
+  """
+  if training:
+    _at_least_one(config, 'num_train_steps', 'a run trains at least one step')
+    _at_least_one(config, 'input.batch_size', 'images per training step')
+    _at_least_one(config, 'eval.every_steps', 'steps between evaluations; a value at or '
+                  'above num_train_steps evaluates only at the end')
+    _at_least_one(config, 'checkpoint_every_steps', 'steps between saves; a value at or '
+                  'above num_train_steps saves only at the end')
+    _at_least_one(config, 'log_every_steps', 'steps between progress lines')
+  _at_least_one(config, 'input.eval_batch_size', 'images per evaluation step')
+  check_fraction(config.eval.score_threshold, 'eval.score_threshold')
+  check_fraction(config.eval.nms_iou, 'eval.nms_iou')

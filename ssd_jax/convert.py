@@ -263,6 +263,7 @@ def convert(source: str, input_path: str, output: str) -> None:
     raise errors.UserError(f'unknown SOURCE {source!r}; expected one of {sorted(SOURCES)}.')
   if not input_path:
     raise errors.UserError('--input is required: the state dict file.')
+  file_io.check_not_inputs([('--output', output, ('*',))], [('--input', input_path)])
   _check_output(output)
   state = state_dicts.load(input_path)
   try:

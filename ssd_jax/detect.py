@@ -7,17 +7,21 @@ Restores the checkpoint (default: the latest) with the workdir's saved config.js
 the evaluation path on every image: the eval preprocessing (resize to the model's input,
 normalize), one jitted forward + postprocessing per batch, the config's eval thresholds. The
 output is a COCO results list in original-image pixels: per detection `image` (the file's
-stem), `image_id` (the stem, an integer if all digits: COCO's file names are their ids, so
-`ssd_jax.evaluate --metric=coco` scores the file), `file_name`, `category_id` (the model's
-label, numbered as the config's class list), `category` (its name), `bbox` [x, y, width,
-height] and `score`, for scores >= --score-threshold. JPEG, PNG (and whatever else Pillow
-reads) of any size, greyscale or RGBA (alpha dropped). Files in a folder that are not images
+stem), `image_id` (unique in the run: the stem, an integer if all digits: COCO's file names
+are their ids, so `ssd_jax.evaluate --metric=coco` scores the file; for files that share a
+stem, their path from the folder holding all files: `x/1`, `y/1`), `file_name` (the path),
+`category_id` (the model's label, numbered as the config's class list), `category` (its
+name), `bbox` [x, y, width, height] clipped to the image and `score`, for scores >=
+--score-threshold. JPEG, PNG (and whatever else Pillow reads) of any size, read as
+displayed (EXIF orientation applied, 16-bit scaled to 8 bits: `image_files`), greyscale or
+RGBA (alpha dropped). Files in a folder that are not images
 are skipped, named and counted; if none can be read the command fails. --draw writes each
 image with its boxes to a new folder. Outputs appear only when complete. One process (single
 host). Takes no workdir lock: it reads the newest complete step, which orbax makes atomically,
 and writes nothing in the workdir, so it may run while training writes there (docs/weights.md).
 """
 
+import collections
 import json
 import os
 import shutil
@@ -73,13 +77,41 @@ def list_files(paths) -> list[str]:
 
 
 def read_image(path: str) -> np.ndarray | None:
-  """uint8 [H, W, 3] RGB (greyscale replicated, alpha dropped); None if not a readable image."""
+  """uint8 [H, W, 3] RGB as displayed (EXIF orientation applied, 16-bit scaled to 8, greyscale
+  replicated, alpha dropped: `image_files.to_rgb8`); None if not a readable image."""
+  from ssd_jax import image_files  # pylint: disable=g-import-not-at-top
   try:
     with Image.open(path) as image:
       image.load()
-      return np.asarray(image.convert('RGB'))
+      return np.asarray(image_files.to_rgb8(image))
   except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
     return None
+
+
+def _stem(path: str) -> str:
+  return os.path.splitext(os.path.basename(path))[0]
+
+
+def image_ids(files: list[str]) -> dict[str, int | str]:
+  """A run-unique `image_id` per file: its stem (an integer if all digits, as COCO's file
+  names are their ids), or, for files whose stem another file shares (`x/1.jpg`, `y/1.jpg`),
+  their path from the folder that holds all files, without the extension (`x/1`, `y/1`), or
+  with it if that is still shared (`x/1.jpg`, `x/1.png`)."""
+  stems = collections.Counter(_stem(f) for f in files)
+  folders = [os.path.dirname(os.path.abspath(f)) for f in files]
+  common = os.path.commonpath(folders) if folders else ''
+  relative = {f: os.path.relpath(os.path.abspath(f), common) for f in files}
+  no_ext = collections.Counter(os.path.splitext(r)[0] for r in relative.values())
+  ids = {}
+  for f in files:
+    stem = _stem(f)
+    if stems[stem] == 1:
+      ids[f] = int(stem) if stem.isdigit() else stem
+    else:
+      ids[f] = os.path.splitext(relative[f])[0]
+      if no_ext[ids[f]] > 1:
+        ids[f] = relative[f]
+  return ids
 
 
 def with_defaults(saved: dict, defaults: dict) -> dict:
@@ -167,13 +199,17 @@ class Detector:
 
 
 def to_results(path: str, detections: dict, index: int, orig_size, class_names,
-               score_threshold: float) -> list[dict]:
-  """One image's detections above `score_threshold` as COCO results in pixels."""
+               score_threshold: float, image_id: int | str | None = None) -> list[dict]:
+  """One image's detections above `score_threshold` as COCO results in pixels, each box
+  clipped to the image (one with nothing left inside it is dropped)."""
   from ssd_jax.evaluation import pixel_boxes  # pylint: disable=g-import-not-at-top
-  keep = detections['valid'][index] & (detections['scores'][index] >= score_threshold)
-  boxes = pixel_boxes.yxyx_to_coco_xywh(detections['boxes'][index][keep], orig_size)
-  stem = os.path.splitext(os.path.basename(path))[0]
-  image_id = int(stem) if stem.isdigit() else stem  # COCO file names are their image ids.
+  clipped = np.clip(np.asarray(detections['boxes'][index], np.float64), 0.0, 1.0)
+  keep = (detections['valid'][index] & (detections['scores'][index] >= score_threshold)
+          & (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1]))
+  boxes = pixel_boxes.yxyx_to_coco_xywh(clipped[keep], orig_size)
+  stem = _stem(path)
+  if image_id is None:
+    image_id = image_ids([path])[path]
   return [{'image': stem, 'image_id': image_id, 'file_name': path, 'category_id': int(c),
            'category': class_names[c - 1], 'bbox': [round(float(v), 3) for v in box],
            'score': round(float(s), 6)}
@@ -206,12 +242,23 @@ def detect_files(workdir: str, paths, output: str, *, step=None, draw=None,
     raise errors.UserError(f'--draw={draw} exists; give a new folder.')
   if batch_size < 1:
     raise errors.UserError(f'--batch-size={batch_size}; it must be at least 1.')
+  from ssd_jax import config_keys  # pylint: disable=g-import-not-at-top
+  config_keys.check_fraction(score_threshold, '--score_threshold')
   files = list_files(paths)
+  ids = image_ids(files)
+  shared = [f for f in files if ids[f] != image_ids([f])[f]]
+  if shared:
+    report.note(f'{len(shared)} files share their name with another file; their image_id is '
+                f'their path: {", ".join(str(ids[f]) for f in shared[:5])}'
+                + (' ...' if len(shared) > 5 else '.'))
+  file_io.check_not_inputs([('--output', output, None), ('--draw', draw, ('*',))],
+                           [('image', f) for f in files])
+  if draw:
+    file_io.check_writable(draw, '--draw', folder=True)
   detector = Detector(workdir, step)
   batch_size = -(-batch_size // detector.devices) * detector.devices
   draw_tmp = None
   if draw:
-    file_io.check_writable(draw, '--draw', folder=True)
     draw_tmp = f'{os.path.abspath(draw)}.tmp-{os.getpid()}'
     os.makedirs(draw_tmp)
   results, skipped, done, start = [], [], 0, time.perf_counter()
@@ -232,7 +279,7 @@ def detect_files(workdir: str, paths, output: str, *, step=None, draw=None,
       detections = detector(images, batch_size)
       for i, (path, pixels) in enumerate(zip(chunk, images)):
         found = to_results(path, detections, i, pixels.shape[:2], detector.class_names,
-                           score_threshold)
+                           score_threshold, ids[path])
         results += found
         if draw_tmp:
           _draw(draw_tmp, path, pixels, found)

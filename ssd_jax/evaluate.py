@@ -38,6 +38,10 @@ flags.mark_flags_as_required(['ground-truth', 'detections'])
 
 def evaluate_and_write() -> None:
   """Checks the outputs can be written, scores, prints, then writes --output and --plots."""
+  ground_truth = FLAGS['ground-truth'].value
+  file_io.check_not_inputs(
+      [('--output', FLAGS.output, None), ('--plots', FLAGS.plots, ('pr_*.png',))],
+      [('--ground-truth', ground_truth), ('--detections', FLAGS.detections)])
   if FLAGS.output:
     file_io.check_writable(FLAGS.output, '--output', folder=False)
   if FLAGS.plots:

@@ -5,6 +5,8 @@
 - `is_number(value)`: an int or float as json gives them; not a string, not a boolean.
 - `check_writable(path, flag, folder)`: before a long computation, whether its output can be
   written there.
+- `check_not_inputs(outputs, inputs)`: before any work, that no output would write over one
+  of the command's inputs (real paths: symlinks count).
 - `write_atomically(path, write)`, `write_text(path, text)`: write through a temporary file in
   the same folder and `os.replace`, so a full disk or another failure leaves no partial file
   behind (and raise a UserError naming the path).
@@ -12,6 +14,8 @@
 
 import contextlib
 import errno
+import fnmatch
+import glob
 import json
 import os
 import shutil
@@ -70,6 +74,50 @@ def check_writable(path: str, flag: str, folder: bool) -> None:
     os.remove(tmp)
   except OSError as e:
     raise errors.UserError(f'{flag}={path}: cannot write in {existing} ({e.strerror}).') from e
+
+
+def _real(path: str) -> str:
+  return os.path.realpath(os.path.abspath(path))
+
+
+def _inside(path: str, folder: str) -> bool:
+  """Whether real path `path` lies inside real path `folder` (at any depth, not equal)."""
+  return os.path.commonpath([path, folder]) == folder and path != folder
+
+
+def check_not_inputs(outputs, inputs) -> None:
+  """Raises UserError (one line) if an output would write over one of the inputs.
+
+  `outputs`: (flag, path, written) per output; `written` is None for a file, or for a folder
+  the glob patterns (relative to it, `*` matching at any depth) of the files written in it.
+  `inputs`: (name, path) per input file or folder; `name` says where it came from in the
+  message ('--ground_truth', 'image'). Paths are compared real (symlinks resolved), so a link
+  to an input counts as that input. An output is refused when it is an input, lies inside an
+  input folder, or (a folder) would write a file that is an input (or a link to one).
+  """
+  for flag, path, written in outputs:
+    if not path:
+      continue
+    out = _real(path)
+    for name, in_path in inputs:
+      if not in_path:
+        continue
+      src = _real(in_path)
+      same = (f' (both are {src})' if os.path.abspath(path) != os.path.abspath(in_path)
+              else '')
+      if out == src:
+        problem = f'is the input {name}={in_path}{same}'
+      elif os.path.isdir(src) and _inside(out, src):
+        problem = f'lies inside the input folder {name}={in_path}'
+      elif written is not None and (
+          (_inside(src, out) and any(fnmatch.fnmatchcase(os.path.relpath(src, out), p)
+                                     for p in written))
+          or any(_real(f) == src for p in written for f in glob.glob(os.path.join(out, p)))):
+        problem = f'would write over the input {name}={in_path}, which lies in it'
+      else:
+        continue
+      raise errors.UserError(f'{flag}={path} {problem}; a command never writes over its '
+                             'own inputs: choose another output path.')
 
 
 def _permission_bits(mode: int = 0o666) -> int:

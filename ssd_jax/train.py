@@ -29,6 +29,7 @@ import tensorflow_datasets as tfds
 
 from ssd_jax import anchors
 from ssd_jax import checkpoints
+from ssd_jax import config_keys
 from ssd_jax import describe
 from ssd_jax import errors
 from ssd_jax import evaluation
@@ -399,6 +400,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   Holds the workdir lock for the run. Returns the metrics of the final evaluation.
   """
+  config_keys.check_settings(config, training=True)
   workdir_lib.check(workdir, 'train')
   created = not os.path.exists(workdir)
   os.makedirs(workdir, exist_ok=True)
@@ -485,6 +487,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
 
   A missing or empty `workdir` is a UserError and creates nothing; holds the workdir lock.
   """
+  config_keys.check_settings(config, training=False)
   workdir_lib.check(workdir, 'eval')
   with workdir_lib.lock(workdir, 'eval'):
     return _evaluate_checkpoint(config, workdir)

@@ -91,8 +91,9 @@ def eval_path_results(params, path):
   for box, score, label, valid in zip(*(np.asarray(dets[k][0]) for k in
                                         ('boxes', 'scores', 'classes', 'valid'))):
     if valid and score >= THRESHOLD:
-      y0, x0, y1, x1 = box
-      out.append((int(label), float(score), [x0 * w, y0 * h, (x1 - x0) * w, (y1 - y0) * h]))
+      y0, x0, y1, x1 = np.clip(box * [h, w, h, w], 0, [h, w, h, w])  # Pixels, in the image.
+      if x1 > x0 and y1 > y0:
+        out.append((int(label), float(score), [x0, y0, x1 - x0, y1 - y0]))
   return out
 
 
@@ -211,3 +212,55 @@ def test_a_config_json_from_before_newer_keys_takes_their_defaults(workdir, imag
   assert config.model.retired_key == 'kept'
   results = detect.detect_files(old, [os.path.join(images, 'b.png')], str(tmp_path / 'd.json'))
   assert isinstance(results, list)
+
+
+def test_boxes_are_clipped_to_the_image():
+  """Decoded boxes can reach past the image (eval.clip_boxes is False by default); detect's
+  pixel boxes stay inside it, and a box with nothing inside it is dropped."""
+  boxes = np.array([[[-0.25, -0.5, 0.5, 1.75],   # Past the top, left and right.
+                     [0.2, 0.3, 0.4, 0.5],      # Inside.
+                     [1.1, 0.2, 1.3, 0.4],      # Wholly below the image.
+                     [0.5, 0.5, 1.5, 1.5]]])    # Past the bottom right.
+  detections = {'boxes': boxes, 'scores': np.array([[0.9, 0.8, 0.7, 0.6]]),
+                'classes': np.array([[1, 2, 1, 2]]), 'valid': np.ones((1, 4), bool)}
+  results = detect.to_results('x/img.jpg', detections, 0, (200, 100), ('a', 'b'), 0.5)
+  assert [r['score'] for r in results] == [0.9, 0.8, 0.6]
+  # Hand-computed: image 100 wide, 200 high.
+  np.testing.assert_allclose([r['bbox'] for r in results],
+                             [[0, 0, 100, 100], [30, 40, 20, 40], [50, 100, 50, 100]])
+
+
+def test_image_ids_are_unique_per_run():
+  assert detect.image_ids(['p/000000397133.jpg', 'p/a.png', 'q/b.jpg']) == {
+      'p/000000397133.jpg': 397133, 'p/a.png': 'a', 'q/b.jpg': 'b'}  # COCO's numeric ids.
+  assert detect.image_ids(['d/x/1.jpg', 'd/y/1.jpg', 'd/y/2.jpg', 'd/x/1.png']) == {
+      'd/x/1.jpg': 'x/1.jpg', 'd/y/1.jpg': 'y/1', 'd/y/2.jpg': 2, 'd/x/1.png': 'x/1.png'}
+
+
+def test_same_file_name_in_two_folders_gives_two_images(workdir, tmp_path, capsys):
+  for folder, seed in (('x', 5), ('y', 6)):
+    (tmp_path / folder).mkdir()
+    scene(80, 100, seed).save(tmp_path / folder / '1.jpg')
+  paths = [str(tmp_path / 'x' / '1.jpg'), str(tmp_path / 'y' / '1.jpg')]
+  results = detect.detect_files(workdir[0], paths, str(tmp_path / 'd.json'),
+                                score_threshold=0.0)
+  assert 'their image_id is their path: x/1, y/1.' in capsys.readouterr().out
+  by_id = {}
+  for r in results:
+    by_id.setdefault(r['image_id'], set()).add(r['file_name'])
+  assert by_id == {'x/1': {paths[0]}, 'y/1': {paths[1]}}
+
+
+def test_a_rotated_photo_is_detected_and_drawn_as_displayed(workdir, tmp_path):
+  from tests import test_image_files  # pylint: disable=g-import-not-at-top
+  photo = test_image_files.rotated_jpeg(str(tmp_path / 'phone.jpg'))
+  draw = str(tmp_path / 'drawn')
+  results = detect.detect_files(workdir[0], [photo], str(tmp_path / 'd.json'), draw=draw,
+                                score_threshold=0.0)
+  assert results
+  h, w = test_image_files.HEIGHT, test_image_files.WIDTH
+  for r in results:  # Boxes in the displayed frame (100 wide, 160 high), clipped to it.
+    x, y, bw, bh = r['bbox']
+    assert 0 <= x <= x + bw <= w and 0 <= y <= y + bh <= h
+  with Image.open(os.path.join(draw, 'phone.jpg')) as drawn:
+    assert drawn.size == (w, h)

@@ -123,7 +123,10 @@ class CocoFolder(folder_common.FolderBuilder):
 
   def _example(self, split, info, anns, label_of, report):
     c = self.builder_config
-    path = os.path.join(c.folder, split, info['file_name'])
+    image_dir = os.path.join(c.folder, split)
+    path = os.path.join(image_dir, info['file_name'])
+    if not folder_common.check_inside(path, image_dir, f'image {info["id"]!r}', report):
+      return None
     image = folder_common.read_image(path, report)
     if image is None:
       return None

@@ -12,6 +12,7 @@ from PIL import Image
 import tensorflow_datasets as tfds
 
 from ssd_jax import errors
+from ssd_jax import image_files
 from ssd_jax import report as report_lib
 from ssd_jax.data import problems
 from ssd_jax.data import tfds_quiet  # pylint: disable=unused-import  (installs its filter)
@@ -93,8 +94,10 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   lookup of it needs importlib_resources).
   """
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'First version.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {'1.0.0': 'First version.',
+                   '1.1.0': 'Pixels as displayed (EXIF orientation, 16-bit scaled to 8 bits); '
+                            'image paths stay inside the folder.'}
   FORMAT = ''
 
   def __init__(self, *, config: FolderConfig, **kwargs):
@@ -162,12 +165,31 @@ class Problems:
     problems.record(kind, message)
 
 
+def inside(path, folder) -> bool:
+  """Whether `path` lies inside `folder` once both are resolved (symlinks followed): a
+  `../` or absolute path, or a link to a file elsewhere, is not inside."""
+  real, base = os.path.realpath(path), os.path.realpath(folder)
+  return real != base and os.path.commonpath([real, base]) == base
+
+
+def check_inside(path, folder, where, report) -> bool:
+  """True if `path` is inside `folder`; else reports 'path_outside_folder' (the image is
+  skipped: files elsewhere are not the data set's, nor in its cache key) and returns False."""
+  if inside(path, folder):
+    return True
+  report('path_outside_folder', f'{where}: {path} resolves to {os.path.realpath(path)}, '
+         f'outside {folder}; image skipped (images must lie in the data folder)')
+  return False
+
+
 def read_image(path, report):
   """JPEG bytes and (height, width) of an image file, or None (reported) if unreadable.
 
   The image is fully decoded once here, so a corrupt or truncated file is caught with its
-  name now instead of failing later inside TensorFlow. Non-JPEG or non-RGB files are
-  re-encoded as RGB JPEG.
+  name now instead of failing later inside TensorFlow. Pixels are read as displayed
+  (`image_files.to_rgb8`: EXIF orientation applied, 16-bit scaled to 8 bits); the size is the
+  displayed one. A JPEG that is RGB or greyscale and not rotated is kept byte for byte; any
+  other file is re-encoded as RGB JPEG (quality 95).
   """
   path = epath.Path(path)
   try:
@@ -179,11 +201,16 @@ def read_image(path, report):
     with Image.open(io.BytesIO(data)) as im:
       fmt, mode = im.format, im.mode
       im.load()  # Raises on truncated or corrupt data.
-      if fmt != 'JPEG' or mode not in ('RGB', 'L'):
+      rotated = image_files.orientation(im) != 1
+      rgb = image_files.to_rgb8(im)
+      if fmt != 'JPEG' or mode not in ('RGB', 'L') or rotated:
         buf = io.BytesIO()
-        im.convert('RGB').save(buf, format='JPEG', quality=95)
+        rgb.save(buf, format='JPEG', quality=95)
         data = buf.getvalue()
-      size = (im.height, im.width)
+      size = (rgb.height, rgb.width)
+  except image_files.UnsupportedPixels as e:
+    report('bad_image', f'{path}: {e}; image skipped')
+    return None
   except Exception as e:  # pylint: disable=broad-except  (PIL raises many types)
     report('bad_image', f'{path}: corrupt or truncated image ({type(e).__name__}: {e}); '
            'image skipped')

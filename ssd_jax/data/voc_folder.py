@@ -35,6 +35,23 @@ def _text(node, tag, default=None):
   return default if child is None or child.text is None else child.text.strip()
 
 
+def image_file_name(image_id, filename, xml_path, report):
+  """The image file of annotation `<image_id>.xml`: the annotation file's name is the image
+  id (as in the devkit), so the image is `<image_id>.jpg`, or `<filename>` when that is the
+  same id with another extension (`<image_id>.png`). A `<filename>` naming another file
+  (another image, a folder, `../`) is reported as 'filename_mismatch' (under on_error='skip'
+  `<image_id>.jpg` is read; another image is never used)."""
+  default = f'{image_id}.jpg'
+  if not filename or filename == default:
+    return default
+  stem, ext = os.path.splitext(filename)
+  if stem == image_id and ext and '/' not in filename and '\\' not in filename:
+    return filename
+  report('filename_mismatch', f'{xml_path}: <filename> {filename!r} is not image '
+         f'{image_id!r} (the annotation file\'s name is its image id); reading {default}')
+  return default
+
+
 class VocFolder(folder_common.FolderBuilder):
   """A local VOC-format folder."""
 
@@ -70,7 +87,10 @@ class VocFolder(folder_common.FolderBuilder):
 
   def _example(self, image_id, index, class_index, report):
     c = self.builder_config
-    xml_path = os.path.join(c.folder, 'Annotations', f'{image_id}.xml')
+    xml_dir, image_dir = (os.path.join(c.folder, d) for d in ('Annotations', 'JPEGImages'))
+    xml_path = os.path.join(xml_dir, f'{image_id}.xml')
+    if not folder_common.check_inside(xml_path, xml_dir, f'image id {image_id!r}', report):
+      return None
     if not os.path.exists(xml_path):
       report('missing_annotation', f'{xml_path}: annotation file missing; image skipped')
       return None
@@ -79,9 +99,12 @@ class VocFolder(folder_common.FolderBuilder):
     except ET.ParseError as e:
       report('bad_annotation', f'{xml_path}: cannot parse XML ({e}); image skipped')
       return None
-    jpg = os.path.join(c.folder, 'JPEGImages', _text(root, 'filename') or f'{image_id}.jpg')
+    jpg = os.path.join(image_dir, image_file_name(image_id, _text(root, 'filename'), xml_path,
+                                                  report))
     if not os.path.exists(jpg):
-      jpg = os.path.join(c.folder, 'JPEGImages', f'{image_id}.jpg')
+      jpg = os.path.join(image_dir, f'{image_id}.jpg')
+    if not folder_common.check_inside(jpg, image_dir, xml_path, report):
+      return None
     image = folder_common.read_image(jpg, report)
     if image is None:
       return None
