@@ -37,7 +37,8 @@ def get_sweep(name: str) -> Sweep:
 
 
 def load_sweep_file(path: str) -> Sweep:
-  """The sweep a Python file defines as `VARIANTS = ((name, {dotted.key: value}), ...)`.
+  """The sweep a Python file defines as `VARIANTS = ((name, {dotted.key: value}), ...)` (or a
+  dict {name: overrides}).
 
   Named after the file (`my_sweep` for path/to/my_sweep.py). UserError if the file does not
   load or defines no variants.
@@ -59,7 +60,10 @@ def load_sweep_file(path: str) -> Sweep:
 
 
 def _checked_variants(variants, where: str) -> tuple:
-  """`variants` as a tuple of (name, overrides), each name a unique, plain folder name."""
+  """`variants` (pairs, or a dict name -> overrides) as a tuple of (name, overrides), each name
+  a unique, plain folder name."""
+  if isinstance(variants, dict):
+    variants = variants.items()
   try:
     variants = tuple((name, overrides) for name, overrides in variants)
   except (TypeError, ValueError):
@@ -84,7 +88,7 @@ def _checked_variants(variants, where: str) -> tuple:
 
 
 def _split_top_level(text: str) -> list[str]:
-  """Splits at the commas outside brackets and quotes: '(1, 2),(3, 4)' -> ['(1, 2)', '(3, 4)']."""
+  """Splits at the commas outside brackets and quotes: '(1, 2),(3,)' -> ['(1, 2)', '(3,)']."""
   parts, depth, quote, current = [], 0, None, ''
   for ch in text:
     if quote:

@@ -571,6 +571,9 @@ def test_a_sweep_file_resumes_and_refuses_a_changed_variant(fake, smoke_base, tm
   assert mine == sweep_variants.Sweep('my_sweep', (('config', {}),
                                           ('no_extra', {'anchors.extra_scale': False})))
   assert sweep_variants.resolve_sweep(path, None, smoke_base) == mine
+  as_dict = _sweep_file(tmp_path, "VARIANTS = {'config': {}, "
+                        "'no_extra': {'anchors.extra_scale': False}}", 'as_dict.py')
+  assert sweep_variants.load_sweep_file(as_dict).variants == mine.variants
   rows = _run(smoke_base, mine, tmp_path / 'w', seeds=3)
   assert [r['variant'] for r in rows] == ['config', 'no_extra'] and len(fake.trained) == 6
   fake.trained.clear()
