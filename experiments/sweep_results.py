@@ -112,7 +112,8 @@ def _signed(value):
 
 
 def difference_cell(row: dict) -> str:
-  """'+0.031 [+0.012, +0.050] *' (* when the interval excludes 0), 'reference', ..."""
+  """'+0.031 [+0.012, +0.050] *' (* when the interval excludes 0; '(2 pairs)' added when the
+  reference lacks some of the variant's seeds), 'reference', ..."""
   if row['is_reference']:
     return 'reference'
   if row['mAP_diff'] is None:
@@ -120,8 +121,9 @@ def difference_cell(row: dict) -> str:
   if row['mAP_diff_low'] is None:
     return f"{_signed(row['mAP_diff'])} (1 pair: no interval)"
   mark = ' *' if row['diff_excludes_zero'] else ''
+  pairs = f" ({row['diff_pairs']} pairs)" if row['diff_pairs'] < row['seeds'] else ''
   return (f"{_signed(row['mAP_diff'])} [{_signed(row['mAP_diff_low'])}, "
-          f"{_signed(row['mAP_diff_high'])}]{mark}")
+          f"{_signed(row['mAP_diff_high'])}]{mark}{pairs}")
 
 
 def write_markdown(path: str, rows: list[dict], title: str, info: dict) -> None:

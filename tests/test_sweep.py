@@ -312,6 +312,9 @@ def test_differences_pair_only_the_seeds_both_have():
   assert row['diff_pairs'] == 2 and row['mAP_diff'] == pytest.approx(0.04)
   half = 12.706205 * np.std([0.03, 0.05], ddof=1) / math.sqrt(2)
   assert row['mAP_diff_low'] == pytest.approx(0.04 - half, abs=1e-6)
+  fewer = sweep_results.variant_row('v', {}, _runs(BETTER), _runs((0.50, 0.55), seeds=(0, 2)))
+  assert fewer['diff_pairs'] == 2 and sweep_results.difference_cell(fewer).endswith(
+      '] (2 pairs)')
   one = sweep_results.variant_row('v', {}, _runs((0.53,)), _runs(REFERENCE))
   assert one['diff_pairs'] == 1 and one['mAP_diff_low'] is None
   assert sweep_results.difference_cell(one) == '+0.030 (1 pair: no interval)'
