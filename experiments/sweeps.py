@@ -5,7 +5,9 @@ A variant overrides keys of the base config given with --config; `{}` is the bas
 itself. Per-map keys (`anchors.aspect_ratios`, ...) list 7 entries, the most maps any arch has
 (ssd512 at 512 px); a model with fewer predicting maps uses the first ones.
 
-To add a sweep, add an entry to SWEEPS; to extend one, append variants (a sweep folder keeps
+To add a sweep, add an entry to SWEEPS, or, without editing the package, write a file that
+defines `VARIANTS = ((name, overrides), ...)` and pass `--sweep=path/to/it.py` (or sweep one
+key with `--vary=<key>=<v1>,<v2>`). To extend a sweep, append variants (a sweep folder keeps
 the results of the variants it has and trains only the new ones). Do not change the overrides
 of a variant that has results: the runner refuses a folder whose variant differs.
 """
