@@ -31,7 +31,6 @@ def get_config():
   # without it (small objects 0.27 / 0.23 against 0.10).
   config.model.conv3_source = True
   config.model.num_sources = 6
-  config.model.num_classes = len(SHAPES_CLASSES)
   # Default boxes fitted to this data (the paper, Sec. 2.2: "one can also design a
   # distribution of default boxes to best fit a specific dataset"). At 128 px the maps are
   # coarse: with the paper's rule only 52% of objects had a default box at IoU >= 0.5, 1.1 per

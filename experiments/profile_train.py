@@ -32,9 +32,10 @@ from ssd_jax.models import conv_grad
 def parts(config, batch_size):
   """{name: (jitted fn, args)} for each part of the train step."""
   batch = benchmark.synthetic_batch(config, batch_size)
-  default_boxes = anchors.from_config(config)
+  default_boxes = anchors.from_config(config, models.map_sizes_at(config.model))
   priors = jnp.asarray(default_boxes.boxes)
-  model = models.create_model(config.model, default_boxes.boxes_per_cell)
+  model = models.create_model(config.model, default_boxes.boxes_per_cell,
+                              len(config.input.class_names))
   state = train.create_train_state(config, model, jax.random.PRNGKey(0))
   variables = state.variables
   loc, conf = jax.jit(state.apply_fn)(variables, batch['image'])
@@ -46,7 +47,7 @@ def parts(config, batch_size):
   def loss(loc, conf, batch):
     return losses.ssd_loss(loc, conf, batch, priors, config.loss)[0]
 
-  train_fn, _ = train.compile_steps(config, train.make_mesh(), state.apply_fn, priors)
+  train_fn, _ = train.compile_steps(config, train.make_mesh(), state.apply_fn, default_boxes)
   return {
       'forward': (jax.jit(state.apply_fn), (variables, batch['image'])),
       'backward': (jax.jit(jax.grad(model_sum)), (variables['params'], batch['image'])),

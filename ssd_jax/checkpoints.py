@@ -33,14 +33,13 @@ STATE, META = 'state', 'meta'
 def model_signature(config: ml_collections.ConfigDict, priors: anchors.DefaultBoxes) -> dict:
   """What a checkpoint's parameters depend on; a restore checks it key by key.
 
-  `priors` are the run's default boxes (`anchors.from_config(config)`), computed once.
+  `priors` are the run's default boxes (`anchors.from_config`), computed once.
   """
   return {
       'model.arch': config.model.arch,
       'model.input_size': config.model.input_size,
       'model.width': config.model.width,
       'model.norm': config.model.norm,  # adds or removes parameters and batch_stats
-      'model.num_classes': config.model.num_classes,
       'model.num_sources': config.model.num_sources,
       'model.skip_sources': config.model.skip_sources,  # which layers feed the heads
       'model.vgg_convs': list(config.model.vgg_convs),

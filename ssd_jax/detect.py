@@ -128,8 +128,8 @@ class Detector:
     tf.config.set_visible_devices([], 'GPU')
     self.config = config = load_config(workdir)
     self.class_names = tuple(config.input.class_names)
-    priors = anchors.from_config(config)
-    model = models.create_model(config.model, priors.boxes_per_cell)
+    priors = anchors.from_config(config, models.map_sizes_at(config.model))
+    model = models.create_model(config.model, priors.boxes_per_cell, len(self.class_names))
     mesh = train.make_mesh()
     state = jax.eval_shape(lambda: train.create_train_state(config, model,
                                                             jax.random.PRNGKey(0)))
@@ -144,7 +144,7 @@ class Detector:
     if self.step is None:
       raise errors.UserError(f'--workdir={workdir}: no checkpoint in its checkpoints/ folder.')
     self.variables = state.variables
-    self.eval_fn = train.compile_steps(config, mesh, state.apply_fn, priors.boxes)[1]
+    self.eval_fn = train.compile_steps(config, mesh, state.apply_fn, priors)[1]
     self.devices = mesh.size
     self.input_size = anchors.eval_input_size(config)
     ops = augment.eval_ops(config, self.input_size)

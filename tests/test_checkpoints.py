@@ -5,12 +5,12 @@ import os
 import numpy as np
 
 from configs import smoke
-from ssd_jax import anchors
 from ssd_jax import checkpoints
+from tests import model_setup
 
 
 def signature(config):
-  return checkpoints.model_signature(config, anchors.from_config(config))
+  return checkpoints.model_signature(config, model_setup.default_boxes(config))
 
 
 def test_the_best_step_survives_any_number_of_restarts(tmp_path):
@@ -66,3 +66,4 @@ def test_a_reader_skips_a_damaged_step_and_leaves_it_in_place(tmp_path, capsys):
   out = capsys.readouterr().out
   assert f'Checkpoint step 2 is unreadable: {damaged}:' in out
   assert 'Left it in place; using step 1.' in out
+
