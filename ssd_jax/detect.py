@@ -82,25 +82,8 @@ def read_image(path: str) -> np.ndarray | None:
     return None
 
 
-def with_defaults(saved: dict, defaults: dict) -> dict:
-  """`saved` (nested dicts) with the keys it lacks taken from `defaults`; saved values win."""
-  merged = dict(saved)
-  for key, value in defaults.items():
-    if key not in merged:
-      merged[key] = value
-    elif isinstance(value, dict) and isinstance(merged[key], dict):
-      merged[key] = with_defaults(merged[key], value)
-  return merged
-
-
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a workdir was trained (or converted) with: <workdir>/config.json.
-
-  Keys added to configs/default.py after the workdir was written take their default values
-  (each new key's default is the behaviour from before it existed); keys the default does
-  not know are kept.
-  """
-  from configs import default  # pylint: disable=g-import-not-at-top
+  """The config a workdir was trained (or converted) with: <workdir>/config.json."""
   path = os.path.join(workdir, 'config.json')
   if not os.path.isfile(path):
     raise errors.UserError(f'--workdir={workdir} has no config.json; give a training workdir '
@@ -112,7 +95,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
       raise errors.UserError(f'{path}: not valid JSON ({e}).') from None
   if not isinstance(saved, dict):
     raise errors.UserError(f'{path}: not a config (a JSON object).')
-  return ml_collections.ConfigDict(with_defaults(saved, default.get_config().to_dict()))
+  return ml_collections.ConfigDict(saved)
 
 
 class Detector:

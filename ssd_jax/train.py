@@ -49,8 +49,7 @@ STEP_KEYS = ('image', 'boxes', 'labels', 'mask')  # What the train step reads fr
 
 class TrainState(train_state.TrainState):
   batch_stats: Any = None  # BatchNorm running statistics (model.norm='batch'), else {}.
-  # Moving average of `params` (config.optimizer.ema_decay set), else {}: a checkpoint's tree
-  # always has the field (checkpoints written before it existed are read without it).
+  # Moving average of `params` (config.optimizer.ema_decay set), else {}.
   ema_params: Any = struct.field(default_factory=dict)
 
   @property

@@ -5,7 +5,6 @@ import os
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from configs import smoke
@@ -128,26 +127,6 @@ def test_resume_with_ema_switched_is_refused(saved_decay, resumed_decay, trained
   with pytest.raises(ValueError, match=rf'optimizer.ema: checkpoint has {saved_decay is not None}'
                                        rf', config has {resumed_decay is not None}.*init_from'):
     checkpoints.restore(manager, states[resumed_decay], signature(resumed))
-
-
-def test_a_checkpoint_from_before_ema_restores(trained_ema, state_off, tmp_path):
-  """Written before the field existed: no ema_params in the tree, no key in the signature."""
-  config = make_config(None)
-  state = state_off
-  old_tree = {k: getattr(state, k) for k in ('step', 'params', 'opt_state', 'batch_stats')}
-  old_signature = dict(signature(config))
-  del old_signature['optimizer.ema']
-  manager = checkpoints.create_manager(str(tmp_path), config)
-  manager.save(5, args=ocp.args.Composite(**{
-      checkpoints.STATE: ocp.args.StandardSave(old_tree),
-      checkpoints.META: ocp.args.JsonSave(old_signature)}))
-  manager.wait_until_finished()
-  restored, step = checkpoints.restore(manager, state, signature(config))
-  assert step == 5 and restored.ema_params == {}
-  for got, want in zip(leaves(restored.params), leaves(state.params)):
-    np.testing.assert_array_equal(got, want)
-  with pytest.raises(ValueError, match='optimizer.ema: checkpoint has False, config has True'):
-    checkpoints.restore(manager, trained_ema[1], signature(make_config(0.2)))
 
 
 def test_init_from_starts_the_average_at_the_loaded_params(trained_ema, tmp_path, capsys):
