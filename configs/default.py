@@ -16,8 +16,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict()
   config.model.arch = 'ssd300'  # 'ssd300' or 'ssd512': which extra layers follow VGG16.
   config.model.input_size = 300  # Square input side in pixels.
-  # Number of object classes, background excluded; the heads predict num_classes + 1 scores.
-  config.model.num_classes = len(VOC_CLASSES)
   config.model.width = 1.0  # Channel multiplier for every conv (VGG16 and extras); 1.0 = paper.
   # Source feature maps for the heads, in prior order. None = all of the arch's maps
   # (ssd300: conv4_3, fc7, conv8_2 .. conv11_2). Small input sizes use a prefix.
@@ -77,6 +75,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.input.dataset = 'voc'
   config.input.data_dir = ml_collections.config_dict.placeholder(str)  # tfds data dir.
   config.input.folder = ml_collections.config_dict.placeholder(str)  # For *_folder datasets.
+  # The object classes; label i is class_names[i - 1], 0 is background. The heads predict
+  # len(class_names) + 1 scores (the model's class count is this list's length).
   config.input.class_names = VOC_CLASSES
   # COCO category id of each label 1..C, or None: the labels are the data set's (class_names
   # must then be its names). Set, evaluation on coco / coco_folder data maps the detections to

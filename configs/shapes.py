@@ -24,7 +24,6 @@ def get_config():
   # Plus a stride-4 first map from block conv3 (32 x 32, 11 px boxes) for the small objects.
   config.model.conv3_source = True
   config.model.num_sources = 6
-  config.model.num_classes = len(SHAPES_CLASSES)
   # Default boxes fitted to this data (the paper, Sec. 2.2): larger than the paper's rule
   # gives at 128 px, (2, 3) ratios, a 0.3 matching threshold; {1, 2, 1/2} on the costly conv3
   # map. Sizes: the rule with s_min 0.33, s_max 1.0, first_scale 0.17, plus 11 px for conv3

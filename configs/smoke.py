@@ -11,7 +11,6 @@ def get_config():
   config.model.input_size = 96
   config.model.width = 0.125
   config.model.num_sources = 4  # maps 12, 6, 3, 2
-  config.model.num_classes = len(SHAPES_CLASSES)
   # The scale rule; placeholders (None, of type tuple) so that --config.anchors.<key>='(...)'
   # can still set them.
   for key in ('min_sizes', 'max_sizes', 'steps'):

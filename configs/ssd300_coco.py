@@ -10,7 +10,6 @@ from ssd_jax.classes import COCO_CLASSES
 
 def get_config():
   config = default.get_config()
-  config.model.num_classes = len(COCO_CLASSES)
   config.input.dataset = 'coco'
   config.input.class_names = COCO_CLASSES
   config.input.max_boxes = 100

@@ -6,13 +6,11 @@ The paper's start: --config.init_from=<`ssd_jax.convert vgg16` output> --config.
 
 from configs import ssd300_coco
 from configs import ssd512_voc
-from ssd_jax.classes import COCO_CLASSES
 
 
 def get_config():
   config = ssd300_coco.get_config()
   config.model = ssd512_voc.get_config().model
-  config.model.num_classes = len(COCO_CLASSES)
   config.anchors = ssd512_voc.get_config().anchors
   config.anchors.min_sizes = (20.48, 51.2, 133.12, 215.04, 296.96, 378.88, 460.8)
   config.anchors.max_sizes = (51.2, 133.12, 215.04, 296.96, 378.88, 460.8, 542.72)

@@ -22,7 +22,6 @@ TORCHVISION_SCALES = (0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05)
 
 def get_config():
   config = ssd300_coco.get_config()
-  config.model.num_classes = len(TORCHVISION_COCO_CATEGORIES)
   config.input.class_names = TORCHVISION_COCO_CATEGORIES
   config.input.category_ids = tuple(range(1, len(TORCHVISION_COCO_CATEGORIES) + 1))
   config.input.mean_rgb = tuple(m * 255 for m in TORCHVISION_MEAN)

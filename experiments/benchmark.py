@@ -80,7 +80,7 @@ def random_batch(rng, batch_size, size, max_boxes, num_classes):
 def synthetic_batch(config, batch_size, seed=0, size=None):
   """`random_batch` at the config's input size (or `size`), max_boxes and classes."""
   return random_batch(np.random.default_rng(seed), batch_size, size or config.model.input_size,
-                      config.input.max_boxes, config.model.num_classes)
+                      config.input.max_boxes, len(config.input.class_names))
 
 
 def flops_of(jitted, *args):
@@ -137,21 +137,22 @@ class Steps:
 
   def __init__(self, config, batch_size):
     self.config, self.batch_size = config, batch_size
-    default_boxes = anchors.from_config(config)
+    default_boxes = anchors.from_config(config, models.map_sizes_at(config.model))
     self.priors = jnp.asarray(default_boxes.boxes)
-    model = models.create_model(config.model, default_boxes.boxes_per_cell)
+    model = models.create_model(config.model, default_boxes.boxes_per_cell,
+                                len(config.input.class_names))
     mesh = train.make_mesh()
     # Replicated over the mesh, as the train step returns it: the timed calls do not recompile.
     self.state = train.create_train_state(config, model, jax.random.PRNGKey(0), mesh)
     # A copy: the train step donates (deletes) the state's buffers.
     self.variables = jax.tree.map(jnp.copy, self.state.variables)
     self.batch = jax.device_put(synthetic_batch(config, batch_size))
-    self.train_fn, _ = train.compile_steps(config, mesh, self.state.apply_fn, self.priors)
+    self.train_fn, _ = train.compile_steps(config, mesh, self.state.apply_fn, default_boxes)
     apply_fn, priors = self.state.apply_fn, self.priors
     self.forward = jax.jit(apply_fn)
     self.detect = jax.jit(lambda l, c: postprocess.detect_from_config(l, c, priors, config))
     # What evaluation runs: with `eval.scales`, every scale on images at the largest size.
-    eval_step = train.eval_step_fn(config, apply_fn, priors)
+    eval_step = train.eval_step_fn(config, apply_fn, default_boxes)
     self.inference = jax.jit(lambda v, images: eval_step(v, {'image': images}))
     # The train batch's images when evaluation runs at the model's size.
     self.eval_images = jnp.asarray(synthetic_batch(
@@ -162,7 +163,7 @@ class Steps:
   def head_outputs(self, batch_size, seed=1):
     """Random (loc [B, P, 4], conf logits [B, P, C + 1]) like an untrained model's."""
     rng = np.random.default_rng(seed)
-    num_priors, num_scores = self.priors.shape[0], self.config.model.num_classes + 1
+    num_priors, num_scores = self.priors.shape[0], len(self.config.input.class_names) + 1
     return (jnp.asarray(rng.normal(0, 0.5, (batch_size, num_priors, 4)), jnp.float32),
             jnp.asarray(rng.normal(0, 1, (batch_size, num_priors, num_scores)), jnp.float32))
 

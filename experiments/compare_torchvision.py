@@ -55,7 +55,7 @@ def ours_times(call, calls):
 
 def compare(config, batch_size, torch_python, figures, rounds, calls):
   """{figure: {ours, torchvision (images/s medians), ratio, seconds}} and the loads."""
-  tv = Torchvision(torch_python, batch_size, config.model.num_classes + 1)
+  tv = Torchvision(torch_python, batch_size, len(config.input.class_names) + 1)
   ours = benchmark.Steps(config, batch_size).calls()
   seconds = {f: {'ours': [], 'torchvision': []} for f in figures}
   loads = [os.getloadavg()]

@@ -28,6 +28,7 @@ import numpy as np
 from ssd_jax import errors
 from ssd_jax import file_io
 from ssd_jax import report
+from ssd_jax.evaluation import devkit
 from ssd_jax.evaluation import voc
 
 KINDS = ('correct', 'duplicate', 'localization', 'other_class', 'background', 'ignored')
@@ -42,18 +43,18 @@ def _best_overlap(det_image, det_boxes, gt_image, gt_boxes):
   best, which = np.full(len(det_image), -1.0), np.full(len(det_image), -1)
   for image in np.intersect1d(det_image, gt_image):
     d, g = det_image == image, np.flatnonzero(gt_image == image)
-    iou = voc.devkit_iou(det_boxes[d][:, None], gt_boxes[g][None])
+    iou = devkit.devkit_iou(det_boxes[d][:, None], gt_boxes[g][None])
     best[d], which[d] = iou.max(axis=1), g[iou.argmax(axis=1)]
   return best, which
 
 
-def detection_kinds(ground_truth: voc.VocGroundTruth, detections: voc.VocDetections,
+def detection_kinds(ground_truth: devkit.VocGroundTruth, detections: devkit.VocDetections,
                     num_classes: int, iou_threshold: float = 0.5):
   """The kind of each detection (an index into KINDS) and, for kind 'other_class', the label
   of the object it overlaps most (else 0); both in the order of `detections`.
 
   Correct, ignored and duplicate detections are those of the devkit's matching
-  (`voc.match_class`); a false positive is a duplicate if it overlaps an object of its class
+  (`devkit.match_class`); a false positive is a duplicate if it overlaps an object of its class
   by >= iou_threshold, else localization if by >= NEAR_IOU, else other class if it overlaps
   an object of another class by >= NEAR_IOU, else background.
   """
@@ -66,9 +67,9 @@ def detection_kinds(ground_truth: voc.VocGroundTruth, detections: voc.VocDetecti
   for label in range(1, num_classes + 1):
     in_det = np.flatnonzero(det_label == label)
     in_gt = gt_label == label
-    tp, fp = voc.match_class(det_image[in_det], det_boxes[in_det], scores[in_det],
-                             gt_image[in_gt], gt_boxes[in_gt],
-                             np.asarray(ground_truth.difficult, bool)[in_gt], iou_threshold)
+    tp, fp = devkit.match_class(det_image[in_det], det_boxes[in_det], scores[in_det],
+                                gt_image[in_gt], gt_boxes[in_gt],
+                                np.asarray(ground_truth.difficult, bool)[in_gt], iou_threshold)
     in_det = in_det[np.argsort(-scores[in_det], kind='stable')]  # match_class's order.
     same, _ = _best_overlap(det_image[in_det], det_boxes[in_det], gt_image[in_gt],
                             gt_boxes[in_gt])
@@ -84,7 +85,7 @@ def detection_kinds(ground_truth: voc.VocGroundTruth, detections: voc.VocDetecti
   return kinds, confused_with
 
 
-def top_detections(ground_truth: voc.VocGroundTruth, detections: voc.VocDetections,
+def top_detections(ground_truth: devkit.VocGroundTruth, detections: devkit.VocDetections,
                    class_names, iou_threshold: float = 0.5):
   """Among each class's top-N detections (N = its non-difficult objects): the count of each
   of KINDS, and the 'other_class' ones as [detected class, object's class, count] rows, most
@@ -108,13 +109,13 @@ def top_detections(ground_truth: voc.VocGroundTruth, detections: voc.VocDetectio
   return dict(zip(KINDS, counts.tolist())), sorted(rows, key=lambda r: -r[2])
 
 
-def class_agnostic(ground_truth: voc.VocGroundTruth, detections: voc.VocDetections):
+def class_agnostic(ground_truth: devkit.VocGroundTruth, detections: devkit.VocDetections):
   """The same ground truth and detections with every label set to 1."""
   return (dataclasses.replace(ground_truth, label=np.ones_like(ground_truth.label)),
           dataclasses.replace(detections, label=np.ones_like(detections.label)))
 
 
-def analyse(ground_truth: voc.VocGroundTruth, detections: voc.VocDetections,
+def analyse(ground_truth: devkit.VocGroundTruth, detections: devkit.VocDetections,
             class_names, use_07_metric: bool = True) -> dict:
   """{'mAP@<t>': .., 'class_agnostic_AP@0.5': .., 'num_objects': .., 'top_detections': {..},
   'confusions': [[detected, object, count], ..]}."""

@@ -22,7 +22,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from ssd_jax import anchors
+from ssd_jax import box_ops
 from ssd_jax import config_keys
+from ssd_jax import models
 from ssd_jax.data import input_pipeline
 
 FLAGS = flags.FLAGS
@@ -30,11 +32,43 @@ FLAGS = flags.FLAGS
 
 def define_flags():
   """The command line's flags (defined only when run as a program, so that other programs,
-  e.g. experiments/sweep.py, can import `eval_ground_truth`)."""
+  e.g. experiments/sweep.py, can import `eval_ground_truth` and `coverage_by_size`)."""
   config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=False)
   flags.DEFINE_integer('num_images', 500, 'Eval images to read (first N).')
   flags.DEFINE_list('thresholds', None, 'IoU thresholds; default: 0.5 and the config\'s.')
   flags.DEFINE_string('output', 'prior_coverage.json', 'Where to write the figures.')
+
+
+SIZE_BUCKETS = ((0.0, 0.1), (0.1, 0.2), (0.2, 0.4), (0.4, 1.0))  # longer side / image side
+
+
+def coverage_by_size(gt_boxes: np.ndarray, priors_cyxhw: np.ndarray, threshold: float,
+                     buckets=SIZE_BUCKETS) -> list[dict]:
+  """How densely default boxes cover ground truth, per bucket of the box's longer side.
+
+  Args:
+    gt_boxes: [N, 4] normalized yxyx.
+    priors_cyxhw: [P, 4] default boxes.
+    threshold: IoU from which a default box counts (the matcher's positive threshold).
+    buckets: (low, high) ranges of the longer side as a fraction of the image side.
+
+  Returns:
+    One row per bucket, after an 'all' row: {'size', 'objects', 'priors_per_object' (mean
+    number of default boxes with IoU >= threshold), 'covered' (share of objects with at least
+    one)}; nan where a bucket is empty.
+  """
+  priors = np.asarray(box_ops.cyxhw_to_yxyx(priors_cyxhw))
+  iou = np.asarray(box_ops.pairwise_iou(gt_boxes, priors))  # [N, P]
+  hits = (iou >= threshold).sum(axis=1)
+  longer = np.maximum(gt_boxes[:, 2] - gt_boxes[:, 0], gt_boxes[:, 3] - gt_boxes[:, 1])
+  rows = []
+  for name, sel in [('all', np.ones(len(gt_boxes), bool))] + [
+      (f'{lo:.1f}-{hi:.1f}', (longer >= lo) & (longer < hi)) for lo, hi in buckets]:
+    n = int(sel.sum())
+    rows.append({'size': name, 'objects': n,
+                 'priors_per_object': float(hits[sel].mean()) if n else float('nan'),
+                 'covered': float((hits[sel] > 0).mean()) if n else float('nan')})
+  return rows
 
 
 def eval_ground_truth(config, num_images: int) -> np.ndarray:
@@ -54,12 +88,12 @@ def main(argv):
   thresholds = ([float(t) for t in FLAGS.thresholds] if FLAGS.thresholds else
                 sorted({0.5, float(config.loss.iou_threshold)}, reverse=True))
   gt = eval_ground_truth(config, FLAGS.num_images)
-  priors = anchors.default_boxes(config)
+  priors = anchors.from_config(config, models.map_sizes_at(config.model)).boxes
   print(f'{len(priors)} default boxes; {len(gt)} objects in {FLAGS.num_images} images '
         f'of {config.input.dataset}')
   result = {'num_priors': len(priors), 'num_objects': len(gt), 'by_threshold': {}}
   for t in thresholds:
-    rows = anchors.coverage_by_size(gt, priors, t)
+    rows = coverage_by_size(gt, priors, t)
     result['by_threshold'][str(t)] = rows
     print(f'\nIoU >= {t}:\n{"size":<10} {"objects":>8} {"priors/object":>14} {"covered":>8}')
     for r in rows:

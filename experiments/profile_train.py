@@ -8,8 +8,8 @@ the model's backward without the loss), `loss` (matcher + MultiBox loss and its 
 w.r.t. the heads' outputs), `train_step` (the real one). Prints median seconds per batch and
 XLA's FLOP estimate of each.
 `--parts=convs` times single representative convs forward and backward instead. Run with different XLA_FLAGS to compare backend options.
-`--parts=kernel_grads` times XLA's kernel gradient against `vgg.kernel_grad_by_dots` for the
-stride-1 convs of SSD300 (the table behind `vgg.uses_dot_kernel_grad`).
+`--parts=kernel_grads` times XLA's kernel gradient against `conv_grad.kernel_grad_by_dots` for the
+stride-1 convs of SSD300 (the table behind `conv_grad.uses_dot_kernel_grad`).
 """
 
 from absl import app
@@ -26,15 +26,16 @@ from ssd_jax import errors
 from ssd_jax import losses
 from ssd_jax import models
 from ssd_jax import train
-from ssd_jax.models import vgg
+from ssd_jax.models import conv_grad
 
 
 def parts(config, batch_size):
   """{name: (jitted fn, args)} for each part of the train step."""
   batch = benchmark.synthetic_batch(config, batch_size)
-  default_boxes = anchors.from_config(config)
+  default_boxes = anchors.from_config(config, models.map_sizes_at(config.model))
   priors = jnp.asarray(default_boxes.boxes)
-  model = models.create_model(config.model, default_boxes.boxes_per_cell)
+  model = models.create_model(config.model, default_boxes.boxes_per_cell,
+                              len(config.input.class_names))
   state = train.create_train_state(config, model, jax.random.PRNGKey(0))
   variables = state.variables
   loc, conf = jax.jit(state.apply_fn)(variables, batch['image'])
@@ -46,7 +47,7 @@ def parts(config, batch_size):
   def loss(loc, conf, batch):
     return losses.ssd_loss(loc, conf, batch, priors, config.loss)[0]
 
-  train_fn, _ = train.compile_steps(config, train.make_mesh(), state.apply_fn, priors)
+  train_fn, _ = train.compile_steps(config, train.make_mesh(), state.apply_fn, default_boxes)
   return {
       'forward': (jax.jit(state.apply_fn), (variables, batch['image'])),
       'backward': (jax.jit(jax.grad(model_sum)), (variables['params'], batch['image'])),
@@ -94,7 +95,7 @@ KERNEL_GRAD_CONVS = (
 
 
 def kernel_grad_costs(batch_size, iters, convs=KERNEL_GRAD_CONVS):
-  """XLA's kernel gradient against `vgg.kernel_grad_by_dots`, and which one the model uses."""
+  """XLA's kernel gradient against `conv_grad.kernel_grad_by_dots`, and which one the model uses."""
   rng = np.random.default_rng(0)
   for name, size, cin, cout, k in convs:
     x = jnp.asarray(rng.normal(size=(batch_size, size, size, cin)), jnp.float32)
@@ -104,10 +105,10 @@ def kernel_grad_costs(batch_size, iters, convs=KERNEL_GRAD_CONVS):
                                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
     xla = jax.jit(lambda x, dy: jax.vjp(lambda w: conv(x, w),
                                         jnp.zeros((k, k, cin, cout)))[1](dy)[0])
-    dots = jax.jit(lambda x, dy: vgg.kernel_grad_by_dots(x, dy, (k, k), padding))
+    dots = jax.jit(lambda x, dy: conv_grad.kernel_grad_by_dots(x, dy, (k, k), padding))
     t_xla, t_dots = (benchmark.time_calls(lambda f=f: jax.block_until_ready(f(x, dy)), iters,
                                           warmup=1) for f in (xla, dots))
-    used = 'dots' if vgg.uses_dot_kernel_grad((k, k, cin, cout), (size, size)) else 'XLA'
+    used = 'dots' if conv_grad.uses_dot_kernel_grad((k, k, cin, cout), (size, size)) else 'XLA'
     print(f'{name:<9} ({size}, {cin} -> {cout}, {k}x{k}) kernel gradient: XLA '
           f'{t_xla * 1e3:8.1f} ms, dots {t_dots * 1e3:8.1f} ms; the model uses {used}',
           flush=True)

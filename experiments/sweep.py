@@ -38,6 +38,7 @@ from ssd_jax import anchors
 from ssd_jax import config_keys
 from ssd_jax import errors
 from ssd_jax import file_io
+from ssd_jax import models
 from ssd_jax import report
 
 MANIFEST = 'sweep.json'
@@ -65,8 +66,8 @@ def apply_overrides(base: ml_collections.ConfigDict, variant: str,
       raise errors.UserError(f"Sweep variant '{variant}' sets '{key}' to {value!r}: "
                              f'{e}') from None
   try:
-    anchors.default_boxes(config)  # map count, per-map lengths, scale rule
-    anchors.eval_scales(config)  # eval.scales against the variant's maps
+    # Map count, per-map lengths, scale rule, eval.scales against the variant's maps.
+    anchors.from_config(config, models.map_sizes_at(config.model))
   except ValueError as e:
     raise errors.UserError(f"Sweep variant '{variant}' gives an invalid model: {e}") from None
   except TypeError as e:  # e.g. anchors.min_sizes given while max_sizes is None
@@ -169,6 +170,10 @@ def _load_result(run_dir: str) -> dict | None:
     return json.load(f)
 
 
+def _priors(config) -> anchors.DefaultBoxes:
+  return anchors.from_config(config, models.map_sizes_at(config.model))
+
+
 class _Measurements:
   """What the table needs besides the eval metrics, measured once per variant."""
 
@@ -183,8 +188,8 @@ class _Measurements:
     if key not in self._ground_truth:
       self._ground_truth[key] = prior_coverage.eval_ground_truth(
           copy.deepcopy(config), config.eval.num_images)
-    rows = anchors.coverage_by_size(self._ground_truth[key], anchors.default_boxes(config),
-                                    config.loss.iou_threshold)
+    rows = prior_coverage.coverage_by_size(self._ground_truth[key], _priors(config).boxes,
+                                           config.loss.iou_threshold)
     return rows[0]['priors_per_object']  # the 'all' row
 
   def images_per_s(self, config) -> tuple[float | None, float | None]:
@@ -285,9 +290,9 @@ def run_sweep(base: ml_collections.ConfigDict, sweep: str | sweep_variants.Sweep
     config.input.seed += k
     run_start = time.perf_counter()
     metrics = _train(config, run_dir)
+    priors = _priors(config)
     result = {'variant': name, 'seed': k, 'steps': config.num_train_steps, 'metrics': metrics,
-              'boxes_per_cell': anchors.boxes_per_cell(config),
-              'priors': int(anchors.default_boxes(config).shape[0]),
+              'boxes_per_cell': list(priors.boxes_per_cell), 'priors': int(priors.boxes.shape[0]),
               'positives_per_object': None, 'train_images_per_s': None,
               'inference_images_per_s': None}
     if k == 0:  # Per variant, not per seed.

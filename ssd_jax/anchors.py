@@ -1,4 +1,5 @@
-"""Default boxes (priors): a pure numpy function of the config (Liu et al. 2016, Sec. 2.2).
+"""Default boxes (priors): pure geometry from the config and the model's map sizes (Liu et al.
+2016, Sec. 2.2).
 
 For source map k of size f_k, a cell (i, j) has centre ((i + offset) * step_k / S,
 (j + offset) * step_k / S) and these boxes, in this order:
@@ -10,19 +11,25 @@ For source map k of size f_k, a cell (i, j) has centre ((i + offset) * step_k / 
 Sizes and steps are in input pixels, normalized by the input size S. Output is
 [P, 4] in normalized centre form [cy, cx, h, w], cells row-major per map.
 
-A run computes its `DefaultBoxes` once, at set-up (`from_config`), and passes them to the
-model (boxes per cell), the jitted steps (the boxes) and the checkpoint signature.
+The side f_k of each source map is the model's business: where a run is set up (it knows the
+model), `models.map_sizes_at(config.model)` gives them, and `from_config(config, map_sizes_at)`
+computes the run's `DefaultBoxes` once; they go to the model (boxes per cell), the jitted
+steps (the boxes, the multi-scale layout) and the checkpoint signature.
 """
 
 import dataclasses
 import math
+from typing import Callable, Sequence
 
 import ml_collections
 import numpy as np
 
 from ssd_jax import box_ops
 from ssd_jax import errors
-from ssd_jax.models.ssd import feature_map_sizes
+
+# Input side -> side of each predicting source map (after model.skip_sources), for the model
+# of the config (`models.map_sizes_at`); raises UserError for a side too small for it.
+MapSizesAt = Callable[[int], Sequence[int]]
 
 
 def scale_sizes(input_size: int, num_maps: int, s_min: float, s_max: float,
@@ -53,40 +60,36 @@ def _per_map(config: ml_collections.ConfigDict, key: str, num_maps: int) -> list
   return list(values)[skip:skip + num_maps]
 
 
-def boxes_per_cell(config: ml_collections.ConfigDict) -> list[int]:
-  """Default boxes per cell of each source map: 1 + extra_scale + (1 + flip) * len(ratios)."""
-  num_maps = len(_map_sizes(config))
+def boxes_per_cell(config: ml_collections.ConfigDict, num_maps: int) -> list[int]:
+  """Default boxes per cell of each of `num_maps` predicting source maps:
+  1 + extra_scale + (1 + flip) * len(ratios)."""
   ratios = _per_map(config, 'aspect_ratios', num_maps)
   squares = 2 if config.anchors.extra_scale else 1
   return [squares + (2 if config.anchors.flip else 1) * len(r) for r in ratios]
 
 
-def _map_sizes(config: ml_collections.ConfigDict, input_size: int | None = None) -> list[int]:
-  return feature_map_sizes(config.model.arch, input_size or config.model.input_size,
-                           config.model.num_sources, config.model.skip_sources,
-                           config.model.conv3_source)
-
-
-def box_sizes(config: ml_collections.ConfigDict) -> tuple[list[float], list[float]]:
-  """Per-map (min_sizes, max_sizes) in input pixels."""
-  num_maps = len(_map_sizes(config))
+def box_sizes(config: ml_collections.ConfigDict,
+              num_maps: int) -> tuple[list[float], list[float]]:
+  """Per-map (min_sizes, max_sizes) in input pixels for `num_maps` predicting source maps."""
   if config.anchors.min_sizes is None:
     return scale_sizes(config.model.input_size, num_maps, config.anchors.s_min,
                        config.anchors.s_max, config.anchors.first_scale)
   return (_per_map(config, 'min_sizes', num_maps), _per_map(config, 'max_sizes', num_maps))
 
 
-def default_boxes(config: ml_collections.ConfigDict, input_size: int | None = None) -> np.ndarray:
+def default_boxes(config: ml_collections.ConfigDict, map_sizes: Sequence[int],
+                  input_size: int | None = None) -> np.ndarray:
   """All default boxes [P, 4] in normalized [cy, cx, h, w], in the heads' order.
 
-  `input_size` (default `model.input_size`) is for running the model on images of another
-  size (multi-scale testing, `config.eval.scales`): the boxes keep their sizes in pixels of
-  the trained model, as its convolutions see objects in pixels, and each map's cells are
+  `map_sizes` are the sides of the predicting source maps at `input_size` (default
+  `model.input_size`); `input_size` is for running the model on images of another size
+  (multi-scale testing, `config.eval.scales`): the boxes keep their sizes in pixels of the
+  trained model, as its convolutions see objects in pixels, and each map's cells are
   `input_size / map size` pixels apart (`anchors.steps` describes `model.input_size` only).
   """
   size = input_size or config.model.input_size
-  map_sizes = _map_sizes(config, size)
-  min_sizes, max_sizes = box_sizes(config)
+  map_sizes = list(map_sizes)
+  min_sizes, max_sizes = box_sizes(config, len(map_sizes))
   ratios = _per_map(config, 'aspect_ratios', len(map_sizes))
   steps = (_per_map(config, 'steps', len(map_sizes))
            if config.anchors.steps is not None and size == config.model.input_size
@@ -117,6 +120,14 @@ def default_boxes(config: ml_collections.ConfigDict, input_size: int | None = No
 
 
 @dataclasses.dataclass(frozen=True)
+class EvalScales:
+  """Multi-scale testing (`config.eval.scales`): what the eval step runs and keeps."""
+  maps: tuple[tuple[int, int, int], ...]  # (input size, first map, end map) per scale.
+  scales: tuple[tuple[int, int, int], ...]  # (input size, first prior, end prior) per scale.
+  boxes: np.ndarray  # [P', 4] the kept priors of all scales, concatenated in that order.
+
+
+@dataclasses.dataclass(frozen=True)
 class DefaultBoxes:
   """A config's default boxes and their layout over the source maps."""
   boxes: np.ndarray  # [P, 4] normalized [cy, cx, h, w], in the heads' order.
@@ -124,54 +135,39 @@ class DefaultBoxes:
   boxes_per_cell: tuple[int, ...]  # Default boxes per cell of each source map.
   min_sizes: tuple[float, ...]  # Per-map box sizes in input pixels.
   max_sizes: tuple[float, ...]
+  eval_scales: EvalScales | None  # config.eval.scales (`eval_scales`); None when off.
 
 
-def from_config(config: ml_collections.ConfigDict) -> DefaultBoxes:
-  """The default boxes of `config` (reads config.model's geometry and config.anchors)."""
-  min_sizes, max_sizes = box_sizes(config)
-  return DefaultBoxes(boxes=default_boxes(config), map_sizes=tuple(_map_sizes(config)),
-                      boxes_per_cell=tuple(boxes_per_cell(config)),
+def from_config(config: ml_collections.ConfigDict, map_sizes_at: MapSizesAt) -> DefaultBoxes:
+  """The default boxes of `config` (config.anchors, model.input_size, model.skip_sources) on
+  the source maps `map_sizes_at` gives (`models.map_sizes_at(config.model)`)."""
+  map_sizes = list(map_sizes_at(config.model.input_size))
+  min_sizes, max_sizes = box_sizes(config, len(map_sizes))
+  return DefaultBoxes(boxes=default_boxes(config, map_sizes), map_sizes=tuple(map_sizes),
+                      boxes_per_cell=tuple(boxes_per_cell(config, len(map_sizes))),
                       min_sizes=tuple(float(s) for s in min_sizes),
-                      max_sizes=tuple(float(s) for s in max_sizes))
-
-
-@dataclasses.dataclass(frozen=True)
-class EvalScales:
-  """Multi-scale testing (`config.eval.scales`): what the eval step runs and keeps."""
-  scales: tuple[tuple[int, int, int], ...]  # (input size, first prior, end prior) per scale.
-  boxes: np.ndarray  # [P', 4] the kept priors of all scales, concatenated in that order.
+                      max_sizes=tuple(float(s) for s in max_sizes),
+                      eval_scales=eval_scales(config, map_sizes_at))
 
 
 def eval_scale_maps(config: ml_collections.ConfigDict
                     ) -> tuple[tuple[int, int, int], ...] | None:
-  """`config.eval.scales` checked: (size, first_map, end_map) per scale, or None when off.
+  """`config.eval.scales` as (size, first_map, end_map) per scale, or None when off.
 
-  Off: None, or `(None,)` (what `--config.eval.scales=None` gave before
-  `config_keys.from_command_line`, in the config.json of older workdirs). A malformed entry, a
-  size too small for the model or maps it does not have raise a UserError naming the entry.
+  Checks the form of each entry (a UserError names a malformed one); whether the model has
+  those maps at that size is checked by `eval_scales`.
   """
   entries = config.eval.scales
-  if entries is None or tuple(entries) == (None,):
+  if entries is None:
     return None
   if not entries:
     raise errors.UserError('config.eval.scales is empty; use None for model.input_size alone.')
-  checked = []
   for entry in entries:
     if (not isinstance(entry, (tuple, list)) or len(entry) != 3 or
         not all(isinstance(v, int) for v in entry)):
       raise errors.UserError(f'config.eval.scales: {entry!r} is not (size, first_map, '
                              'end_map) in integers.')
-    size, first, end = entry
-    try:
-      num_maps = len(_map_sizes(config, size))
-    except errors.UserError as e:  # A size too small for the model.
-      raise errors.UserError(f'config.eval.scales: {entry!r}: {e}') from None
-    if not 0 <= first < end <= num_maps:
-      raise errors.UserError(f'config.eval.scales: maps {first} .. {end - 1} of {entry!r} are '
-                             f'not among the model\'s {num_maps} source maps (0 .. '
-                             f'{num_maps - 1}).')
-    checked.append((size, first, end))
-  return tuple(checked)
+  return tuple(tuple(entry) for entry in entries)
 
 
 def eval_input_size(config: ml_collections.ConfigDict) -> int:
@@ -181,50 +177,31 @@ def eval_input_size(config: ml_collections.ConfigDict) -> int:
   return config.model.input_size if maps is None else max(size for size, _, _ in maps)
 
 
-def eval_scales(config: ml_collections.ConfigDict) -> EvalScales:
-  """The scales of `config.eval.scales` (`eval_scale_maps`) as prior ranges and boxes.
+def eval_scales(config: ml_collections.ConfigDict, map_sizes_at: MapSizesAt
+                ) -> EvalScales | None:
+  """The scales of `config.eval.scales` as prior ranges and boxes; None when it is off.
 
   Each entry `(size, first_map, end_map)` runs the model on the image resized to size x size
   and keeps the predictions of source maps first_map .. end_map - 1 (counted after
-  `model.skip_sources`) with their default boxes at that size (`default_boxes`).
+  `model.skip_sources`) with their default boxes at that size (`default_boxes`). A size too
+  small for the model or maps it does not have raise a UserError naming the entry.
   """
-  maps = eval_scale_maps(config) or ((config.model.input_size, 0, len(_map_sizes(config))),)
+  maps = eval_scale_maps(config)
+  if maps is None:
+    return None
   scales, boxes = [], []
-  for size, first, end in maps:
-    map_sizes = _map_sizes(config, size)
-    counts = np.cumsum([0] + [f * f * k for f, k in zip(map_sizes, boxes_per_cell(config))])
+  for entry in maps:
+    size, first, end = entry
+    try:
+      map_sizes = list(map_sizes_at(size))
+    except errors.UserError as e:  # A size too small for the model.
+      raise errors.UserError(f'config.eval.scales: {entry!r}: {e}') from None
+    if not 0 <= first < end <= len(map_sizes):
+      raise errors.UserError(f'config.eval.scales: maps {first} .. {end - 1} of {entry!r} are '
+                             f'not among the model\'s {len(map_sizes)} source maps (0 .. '
+                             f'{len(map_sizes) - 1}).')
+    per_cell = boxes_per_cell(config, len(map_sizes))
+    counts = np.cumsum([0] + [f * f * k for f, k in zip(map_sizes, per_cell)])
     scales.append((size, int(counts[first]), int(counts[end])))
-    boxes.append(default_boxes(config, size)[counts[first]:counts[end]])
-  return EvalScales(scales=tuple(scales), boxes=np.concatenate(boxes))
-
-
-SIZE_BUCKETS = ((0.0, 0.1), (0.1, 0.2), (0.2, 0.4), (0.4, 1.0))  # longer side / image side
-
-
-def coverage_by_size(gt_boxes: np.ndarray, priors_cyxhw: np.ndarray, threshold: float,
-                     buckets=SIZE_BUCKETS) -> list[dict]:
-  """How densely default boxes cover ground truth, per bucket of the box's longer side.
-
-  Args:
-    gt_boxes: [N, 4] normalized yxyx.
-    priors_cyxhw: [P, 4] default boxes.
-    threshold: IoU from which a default box counts (the matcher's positive threshold).
-    buckets: (low, high) ranges of the longer side as a fraction of the image side.
-
-  Returns:
-    One row per bucket, after an 'all' row: {'size', 'objects', 'priors_per_object' (mean
-    number of default boxes with IoU >= threshold), 'covered' (share of objects with at least
-    one)}; nan where a bucket is empty. experiments/prior_coverage.py prints it.
-  """
-  priors = np.asarray(box_ops.cyxhw_to_yxyx(priors_cyxhw))
-  iou = np.asarray(box_ops.pairwise_iou(gt_boxes, priors))  # [N, P]
-  hits = (iou >= threshold).sum(axis=1)
-  longer = np.maximum(gt_boxes[:, 2] - gt_boxes[:, 0], gt_boxes[:, 3] - gt_boxes[:, 1])
-  rows = []
-  for name, sel in [('all', np.ones(len(gt_boxes), bool))] + [
-      (f'{lo:.1f}-{hi:.1f}', (longer >= lo) & (longer < hi)) for lo, hi in buckets]:
-    n = int(sel.sum())
-    rows.append({'size': name, 'objects': n,
-                 'priors_per_object': float(hits[sel].mean()) if n else float('nan'),
-                 'covered': float((hits[sel] > 0).mean()) if n else float('nan')})
-  return rows
+    boxes.append(default_boxes(config, map_sizes, size)[counts[first]:counts[end]])
+  return EvalScales(maps=maps, scales=tuple(scales), boxes=np.concatenate(boxes))

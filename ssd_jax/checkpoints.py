@@ -25,7 +25,6 @@ import orbax.checkpoint as ocp
 from ssd_jax import anchors
 from ssd_jax import errors
 from ssd_jax import report
-from ssd_jax.models import vgg
 
 STATE, META = 'state', 'meta'
 
@@ -33,14 +32,13 @@ STATE, META = 'state', 'meta'
 def model_signature(config: ml_collections.ConfigDict, priors: anchors.DefaultBoxes) -> dict:
   """What a checkpoint's parameters depend on; a restore checks it key by key.
 
-  `priors` are the run's default boxes (`anchors.from_config(config)`), computed once.
+  `priors` are the run's default boxes (`anchors.from_config`), computed once.
   """
   return {
       'model.arch': config.model.arch,
       'model.input_size': config.model.input_size,
       'model.width': config.model.width,
       'model.norm': config.model.norm,  # adds or removes parameters and batch_stats
-      'model.num_classes': config.model.num_classes,
       'model.num_sources': config.model.num_sources,
       'model.skip_sources': config.model.skip_sources,  # which layers feed the heads
       'model.vgg_convs': list(config.model.vgg_convs),
@@ -55,15 +53,10 @@ def model_signature(config: ml_collections.ConfigDict, priors: anchors.DefaultBo
 
 
 def check_signature(saved: dict, signature: dict, where: str) -> None:
-  """Raises a UserError naming every key whose checkpoint value differs from `signature`.
-
-  A key the checkpoint lacks (written before the key existed) is taken as the default.
-  """
-  defaults = {'model.skip_sources': 0, 'model.vgg_convs': list(vgg.VGG16_CONVS),
-              'model.vgg_channels': list(vgg.VGG16_CHANNELS), 'model.fc_channels': vgg.FC_CHANNELS,
-              'model.conv3_source': False, 'optimizer.ema': False}
-  diffs = [f'{k}: checkpoint has {saved.get(k, defaults.get(k))!r}, config has {v!r}'
-           for k, v in signature.items() if saved.get(k, defaults.get(k)) != v]
+  """Raises a UserError naming every key whose checkpoint value differs from `signature`."""
+  diffs = [f'{k}: checkpoint has {saved[k]!r}, config has {v!r}' if k in saved else
+           f'{k}: not in the checkpoint, config has {v!r}'
+           for k, v in signature.items() if k not in saved or saved[k] != v]
   if any(d.startswith('optimizer.ema:') for d in diffs):
     diffs.append('EMA (config.optimizer.ema_decay) cannot be switched on or off in a run: keep '
                  "the run's setting, or start a new workdir with config.init_from=<this one>, "
@@ -212,15 +205,8 @@ def _restore_step(manager: ocp.CheckpointManager, state, signature: dict, step: 
   meta = manager.restore(step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()}))[META]
   check_signature(meta, signature, f'{manager.directory} (step {step})')
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-  if 'optimizer.ema' in meta:
-    return manager.restore(step, args=ocp.args.Composite(**{
-        STATE: ocp.args.StandardRestore(abstract)}))[STATE]
-  # Written before TrainState had ema_params (EMA off, as check_signature made sure): the
-  # tree on disk lacks the field, so restore the others by name.
-  fields = {k: getattr(abstract, k) for k in ('step', 'params', 'opt_state', 'batch_stats')}
-  restored = manager.restore(step, args=ocp.args.Composite(**{
-      STATE: ocp.args.StandardRestore(fields)}))[STATE]
-  return state.replace(**restored, ema_params={})
+  return manager.restore(step, args=ocp.args.Composite(**{
+      STATE: ocp.args.StandardRestore(abstract)}))[STATE]
 
 
 def restore(manager: ocp.CheckpointManager, state, signature: dict, step: int | None = None,

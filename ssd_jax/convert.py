@@ -191,8 +191,7 @@ def torchvision_ssd300_config(num_labels: int):
   """configs/torchvision_ssd300.py; another label count gets names 'class_1' ... ."""
   from configs import torchvision_ssd300  # pylint: disable=g-import-not-at-top
   config = torchvision_ssd300.get_config()
-  if num_labels != config.model.num_classes + 1:
-    config.model.num_classes = num_labels - 1
+  if num_labels != len(config.input.class_names) + 1:
     config.input.class_names = tuple(f'class_{i}' for i in range(1, num_labels))
     config.input.category_ids = None  # Unknown: the labels are those of its data set.
   return config
@@ -232,8 +231,8 @@ def save_workdir(directory: str, config, params) -> None:
   from ssd_jax import anchors  # pylint: disable=g-import-not-at-top
   from ssd_jax import models  # pylint: disable=g-import-not-at-top
   from ssd_jax import train  # pylint: disable=g-import-not-at-top  # imports TensorFlow
-  priors = anchors.from_config(config)
-  model = models.create_model(config.model, priors.boxes_per_cell)
+  priors = anchors.from_config(config, models.map_sizes_at(config.model))
+  model = models.create_model(config.model, priors.boxes_per_cell, len(config.input.class_names))
   size = config.model.input_size
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)))
   want = traverse_util.flatten_dict(shapes['params'], sep='/')

@@ -24,7 +24,7 @@ def forward_flops(model, variables, input_size: int) -> float | None:
 def describe(config: ml_collections.ConfigDict, priors: anchors.DefaultBoxes) -> dict:
   """Per-source-map sizes and prior counts, the total, parameter count and forward GFLOPs.
 
-  `priors` are the run's default boxes (`anchors.from_config(config)`).
+  `priors` are the run's default boxes (`anchors.from_config`).
   """
   names = models.source_names(config.model.arch, config.model.conv3_source)[
       config.model.skip_sources:]
@@ -32,22 +32,22 @@ def describe(config: ml_collections.ConfigDict, priors: anchors.DefaultBoxes) ->
              'min_size': lo, 'max_size': hi}
             for n, f, k, lo, hi in zip(names, priors.map_sizes, priors.boxes_per_cell,
                                        priors.min_sizes, priors.max_sizes)]
-  model = models.create_model(config.model, priors.boxes_per_cell)
+  num_classes = len(config.input.class_names)
+  model = models.create_model(config.model, priors.boxes_per_cell, num_classes)
   size = config.model.input_size
   variables = jax.eval_shape(model.init, jax.random.PRNGKey(0),
                              jnp.zeros((1, size, size, 3), jnp.float32))
   num_params = int(sum(np.prod(x.shape) for x in jax.tree.leaves(variables['params'])))
   flops = forward_flops(model, variables, size)
-  scale_maps = anchors.eval_scale_maps(config)
   return {
       'arch': config.model.arch, 'input_size': size, 'width': config.model.width,
-      'num_classes': config.model.num_classes, 'layers': layers,
+      'num_classes': num_classes, 'layers': layers,
       'total_priors': int(priors.boxes.shape[0]),
       'num_params': num_params,
       'forward_gflops': None if flops is None else flops / 1e9,
       # Multi-scale testing: [input size, first map, last map] per scale; None = off.
-      'eval_scales': (None if scale_maps is None else
-                      [[size, first, end - 1] for size, first, end in scale_maps]),
+      'eval_scales': (None if priors.eval_scales is None else
+                      [[size, first, end - 1] for size, first, end in priors.eval_scales.maps]),
   }
 
 

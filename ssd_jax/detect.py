@@ -114,25 +114,8 @@ def image_ids(files: list[str]) -> dict[str, int | str]:
   return ids
 
 
-def with_defaults(saved: dict, defaults: dict) -> dict:
-  """`saved` (nested dicts) with the keys it lacks taken from `defaults`; saved values win."""
-  merged = dict(saved)
-  for key, value in defaults.items():
-    if key not in merged:
-      merged[key] = value
-    elif isinstance(value, dict) and isinstance(merged[key], dict):
-      merged[key] = with_defaults(merged[key], value)
-  return merged
-
-
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a workdir was trained (or converted) with: <workdir>/config.json.
-
-  Keys added to configs/default.py after the workdir was written take their default values
-  (each new key's default is the behaviour from before it existed); keys the default does
-  not know are kept.
-  """
-  from configs import default  # pylint: disable=g-import-not-at-top
+  """The config a workdir was trained (or converted) with: <workdir>/config.json."""
   path = os.path.join(workdir, 'config.json')
   if not os.path.isfile(path):
     raise errors.UserError(f'--workdir={workdir} has no config.json; give a training workdir '
@@ -144,7 +127,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
       raise errors.UserError(f'{path}: not valid JSON ({e}).') from None
   if not isinstance(saved, dict):
     raise errors.UserError(f'{path}: not a config (a JSON object).')
-  return ml_collections.ConfigDict(with_defaults(saved, default.get_config().to_dict()))
+  return ml_collections.ConfigDict(saved)
 
 
 class Detector:
@@ -160,8 +143,8 @@ class Detector:
     tf.config.set_visible_devices([], 'GPU')
     self.config = config = load_config(workdir)
     self.class_names = tuple(config.input.class_names)
-    priors = anchors.from_config(config)
-    model = models.create_model(config.model, priors.boxes_per_cell)
+    priors = anchors.from_config(config, models.map_sizes_at(config.model))
+    model = models.create_model(config.model, priors.boxes_per_cell, len(self.class_names))
     mesh = train.make_mesh()
     state = jax.eval_shape(lambda: train.create_train_state(config, model,
                                                             jax.random.PRNGKey(0)))
@@ -176,7 +159,7 @@ class Detector:
     if self.step is None:
       raise errors.UserError(f'--workdir={workdir}: no checkpoint in its checkpoints/ folder.')
     self.variables = state.variables
-    self.eval_fn = train.compile_steps(config, mesh, state.apply_fn, priors.boxes)[1]
+    self.eval_fn = train.compile_steps(config, mesh, state.apply_fn, priors)[1]
     self.devices = mesh.size
     self.input_size = anchors.eval_input_size(config)
     ops = augment.eval_ops(config, self.input_size)

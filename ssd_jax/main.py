@@ -116,8 +116,10 @@ def run(config, workdir: str | None, mode: str) -> None:
 
   from ssd_jax import anchors  # pylint: disable=g-import-not-at-top
   from ssd_jax import describe  # pylint: disable=g-import-not-at-top
+  from ssd_jax import models  # pylint: disable=g-import-not-at-top
   if mode == 'describe':
-    print(describe.format_summary(describe.describe(config, anchors.from_config(config))))
+    priors = anchors.from_config(config, models.map_sizes_at(config.model))
+    print(describe.format_summary(describe.describe(config, priors)))
     return
   if not workdir:
     raise errors.UserError('--workdir is required for --mode=train and --mode=eval.')

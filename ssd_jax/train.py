@@ -50,8 +50,7 @@ STEP_KEYS = ('image', 'boxes', 'labels', 'mask')  # What the train step reads fr
 
 class TrainState(train_state.TrainState):
   batch_stats: Any = None  # BatchNorm running statistics (model.norm='batch'), else {}.
-  # Moving average of `params` (config.optimizer.ema_decay set), else {}: a checkpoint's tree
-  # always has the field (checkpoints written before it existed are read without it).
+  # Moving average of `params` (config.optimizer.ema_decay set), else {}.
   ema_params: Any = struct.field(default_factory=dict)
 
   @property
@@ -161,7 +160,7 @@ def eval_step(variables, batch: dict[str, Any], priors: jax.Array, apply_fn,
               config: ml_collections.ConfigDict, scales=None) -> dict[str, jax.Array]:
   """Forward + detection output for an evaluation batch (fixed-size detections).
 
-  `scales` (multi-scale testing, `anchors.eval_scales(config).scales`): for each (size,
+  `scales` (multi-scale testing, `anchors.EvalScales.scales`): for each (size,
   first prior, end prior) the model runs on the batch resized to size x size and keeps those
   priors' predictions; `priors` are then the kept default boxes of all scales, concatenated.
   None: one forward pass on the batch as it is.
@@ -188,30 +187,29 @@ def make_mesh(devices=None) -> jax.sharding.Mesh:
   return jax.sharding.Mesh(np.asarray(devices), ('data',))
 
 
-def eval_step_fn(config: ml_collections.ConfigDict, apply_fn, priors):
+def eval_step_fn(config: ml_collections.ConfigDict, apply_fn, priors: anchors.DefaultBoxes):
   """`eval_step` with its arguments bound: (variables, batch) -> detections.
 
-  `priors` are the run's default boxes; with `config.eval.scales` set, those of
-  `anchors.eval_scales(config)` and its scales are bound instead.
+  `priors` are the run's default boxes (`anchors.from_config`): their boxes, or with
+  `config.eval.scales` set, the boxes and scales of `priors.eval_scales`.
   """
-  scales = None
-  if anchors.eval_scale_maps(config) is not None:
-    multiscale = anchors.eval_scales(config)
-    priors, scales = multiscale.boxes, multiscale.scales
-  return functools.partial(eval_step, priors=jnp.asarray(priors), apply_fn=apply_fn,
+  boxes, scales = priors.boxes, None
+  if priors.eval_scales is not None:
+    boxes, scales = priors.eval_scales.boxes, priors.eval_scales.scales
+  return functools.partial(eval_step, priors=jnp.asarray(boxes), apply_fn=apply_fn,
                            config=config, scales=scales)
 
 
 def compile_steps(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, apply_fn,
-                  priors: np.ndarray) -> tuple[Any, Any]:
+                  priors: anchors.DefaultBoxes) -> tuple[Any, Any]:
   """Jitted (train_step, eval_step) with batch sharded over 'data' and state replicated.
 
-  `priors` [P, 4] are the run's default boxes (`anchors.from_config(config).boxes`).
+  `priors` are the run's default boxes (`anchors.from_config`), computed once.
   """
-  priors = jnp.asarray(priors)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-  train_fn = jax.jit(functools.partial(train_step, priors=priors, config=config),
+  train_fn = jax.jit(functools.partial(train_step, priors=jnp.asarray(priors.boxes),
+                                       config=config),
                      in_shardings=(replicated, sharded), out_shardings=(replicated, replicated),
                      donate_argnums=0)
   eval_fn = jax.jit(eval_step_fn(config, apply_fn, priors),
@@ -385,11 +383,12 @@ def _setup(config: ml_collections.ConfigDict, workdir: str, training: bool = Tru
   mesh = make_mesh()
   info = input_pipeline.get_dataset_info(config)
   label_spaces.detection_label_map(config, info, training)  # Raises on a mismatch.
-  priors = anchors.from_config(config)  # Computed once; the model, steps and signature get them.
+  # Computed once; the model, steps and signature get them.
+  priors = anchors.from_config(config, models.map_sizes_at(config.model))
   report.note(describe.format_summary(describe.describe(config, priors)))
-  model = models.create_model(config.model, priors.boxes_per_cell)
+  model = models.create_model(config.model, priors.boxes_per_cell, len(config.input.class_names))
   state = create_train_state(config, model, jax.random.PRNGKey(config.seed), mesh)
-  train_fn, eval_fn = compile_steps(config, mesh, state.apply_fn, priors.boxes)
+  train_fn, eval_fn = compile_steps(config, mesh, state.apply_fn, priors)
   return _Setup(mesh=mesh, info=info, state=state, train_fn=train_fn, eval_fn=eval_fn,
                 manager=checkpoints.create_manager(workdir, config),
                 signature=checkpoints.model_signature(config, priors))

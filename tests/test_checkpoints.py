@@ -3,14 +3,16 @@
 import os
 
 import numpy as np
+import pytest
 
 from configs import smoke
-from ssd_jax import anchors
 from ssd_jax import checkpoints
+from ssd_jax import errors
+from tests import model_setup
 
 
 def signature(config):
-  return checkpoints.model_signature(config, anchors.from_config(config))
+  return checkpoints.model_signature(config, model_setup.default_boxes(config))
 
 
 def test_the_best_step_survives_any_number_of_restarts(tmp_path):
@@ -66,3 +68,16 @@ def test_a_reader_skips_a_damaged_step_and_leaves_it_in_place(tmp_path, capsys):
   out = capsys.readouterr().out
   assert f'Checkpoint step 2 is unreadable: {damaged}:' in out
   assert 'Left it in place; using step 1.' in out
+
+
+def test_a_signature_key_the_checkpoint_lacks_is_a_mismatch():
+  """No defaults stand in for keys a checkpoint lacks: each differing or missing key is named."""
+  config = smoke.get_config()
+  saved = dict(signature(config))
+  checkpoints.check_signature(saved, signature(config), 'run')  # Equal: no error.
+  del saved['optimizer.ema']
+  saved['model.width'] = 0.25
+  with pytest.raises(errors.UserError, match=r'in run does not fit this config: model.width: '
+                     r'checkpoint has 0.25, config has 0.125; optimizer.ema: not in the '
+                     r'checkpoint, config has False;'):
+    checkpoints.check_signature(saved, signature(config), 'run')

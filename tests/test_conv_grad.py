@@ -1,4 +1,5 @@
-"""The conv whose kernel gradient is a dot per tap equals XLA's conv and its gradients."""
+"""The conv whose kernel gradient is a dot per tap (models/conv_grad.py) equals XLA's conv and its
+gradients."""
 
 import contextlib
 import io
@@ -11,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import profile_train
+from ssd_jax.models import conv_grad
 from ssd_jax.models import vgg
 from tests import command_line
 
@@ -30,9 +32,9 @@ class ConvGradTest(parameterized.TestCase):
     kernel = rng.normal(size=(*kernel_size, 5, 6)).astype(np.float32)
     weights = rng.normal(size=reference_conv(x, kernel, padding).shape).astype(np.float32)
     loss = lambda conv: lambda x, kernel: jnp.sum(conv(x, kernel, padding) * weights)
-    np.testing.assert_allclose(vgg.conv_with_dot_kernel_grad(x, kernel, padding),
+    np.testing.assert_allclose(conv_grad.conv_with_dot_kernel_grad(x, kernel, padding),
                                reference_conv(x, kernel, padding), rtol=1e-5, atol=1e-5)
-    got = jax.jit(jax.grad(loss(vgg.conv_with_dot_kernel_grad), (0, 1)))(x, kernel)
+    got = jax.jit(jax.grad(loss(conv_grad.conv_with_dot_kernel_grad), (0, 1)))(x, kernel)
     want = jax.grad(loss(reference_conv), (0, 1))(x, kernel)
     for g, w in zip(got, want):
       np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
@@ -44,7 +46,7 @@ class ConvGradTest(parameterized.TestCase):
     for side, in_channels, out_channels, kernel, dots in (
         (38, 64, 128, 3, True), (6, 16, 8, 1, True), (6, 16, 8, 3, False),
         (6, 128, 128, 3, False)):
-      self.assertEqual(vgg.uses_dot_kernel_grad((kernel, kernel, in_channels, out_channels),
+      self.assertEqual(conv_grad.uses_dot_kernel_grad((kernel, kernel, in_channels, out_channels),
                                                 (side, side)), dots)
       x = rng.normal(size=(1, side, side, in_channels)).astype(np.float32)
       ours = vgg.ConvReLU(out_channels, kernel=kernel, padding=kernel // 2)

@@ -15,14 +15,13 @@ from safetensors import numpy as st
 from configs import default
 from configs import smoke
 from configs import torchvision_ssd300
-from ssd_jax import anchors
 from ssd_jax import convert
 from ssd_jax import errors
 from ssd_jax import file_io
-from ssd_jax import models
 from ssd_jax import pretrained
 from ssd_jax import state_dicts
 from tests import command_line
+from tests import model_setup
 
 
 def random_state(shapes: dict, seed=0) -> dict:
@@ -70,7 +69,7 @@ def torchvision_ssd300_shapes(num_labels=91) -> dict:
 
 def model_shapes(config) -> dict:
   """'/'-joined param path -> shape of the model `config` builds (no computation)."""
-  model = models.create_model(config.model, anchors.from_config(config).boxes_per_cell)
+  model = model_setup.create_model(config)
   size = config.model.input_size
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)))
   return {k: v.shape for k, v in
@@ -140,7 +139,8 @@ def test_vgg16_reducedfc_conversion_loads_into_ssd512_with_any_class_count(tmp_p
   np.testing.assert_array_equal(flat(loaded)['vgg16/conv6/conv/kernel'],
                                 state['31.weight'].transpose(2, 3, 1, 0))
   config = default.get_config()
-  config.model.arch, config.model.input_size, config.model.num_classes = 'ssd512', 512, 5
+  config.model.arch, config.model.input_size = 'ssd512', 512
+  config.input.class_names = ('a', 'b', 'c', 'd', 'e')
   config.anchors.min_sizes = config.anchors.max_sizes = config.anchors.steps = None
   config.anchors.aspect_ratios = ((2,), (2, 3), (2, 3), (2, 3), (2, 3), (2,), (2,))
   params = {k: np.zeros(s, np.float32) for k, s in model_shapes(config).items()}
@@ -179,7 +179,7 @@ def test_torchvision_ssd300_conversion(tmp_path):
                                 state['backbone.extra.0.3.bias'])
 
   # The heads on conv4_3: our outputs against torchvision's computation redone in numpy.
-  model = models.create_model(config.model, anchors.from_config(config).boxes_per_cell)
+  model = model_setup.create_model(config)
   image = np.random.default_rng(3).uniform(-100, 100, (1, 300, 300, 3)).astype(np.float32)
   (loc, conf), inter = model.apply({'params': params}, image,
                                    capture_intermediates=lambda m, _: m.name == 'vgg16')
@@ -248,7 +248,6 @@ def test_fine_tuning_to_another_class_count(tmp_path, capsys):
   params = traverse_util.unflatten_dict(random_state(shapes, seed=5), sep='/')
   convert.save_workdir(str(tmp_path / 'run'), source, params)
   target = smoke.get_config()
-  target.model.num_classes = 3
   target.input.class_names = ('a', 'b', 'c')
   target.init_from = str(tmp_path / 'run')
   fresh_params = traverse_util.unflatten_dict(
@@ -287,7 +286,7 @@ def test_torchvision_default_boxes():
     for y, x in zip(cy.ravel(), cx.ravel()):
       boxes += [[x, y, w, h] for w, h in wh]
   theirs = np.asarray(boxes)[:, [1, 0, 3, 2]]  # -> (cy, cx, h, w)
-  ours = anchors.from_config(torchvision_ssd300.get_config()).boxes
+  ours = model_setup.default_boxes(torchvision_ssd300.get_config()).boxes
   np.testing.assert_allclose(ours, theirs, atol=1e-6)
   assert (theirs[:, 2:] == 1).any()  # the cap matters for these scales
 

@@ -115,7 +115,6 @@ def _config(dataset, folder, data_dir, **kw):
   config.input.folder = str(folder)
   config.input.data_dir = str(data_dir)
   config.input.class_names = CLASSES
-  config.model.num_classes = len(CLASSES)
   config.model.input_size = 64
   config.input.batch_size = 2
   config.input.eval_batch_size = 2

@@ -26,7 +26,6 @@ def _config(dataset, **kw):
   config.input.shuffle_buffer = 8
   if dataset == 'coco':
     config.input.class_names = input_pipeline.COCO_CLASSES
-    config.model.num_classes = 80
   for k, v in kw.items():
     config.input[k] = v
   return config

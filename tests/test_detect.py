@@ -15,15 +15,14 @@ import pytest
 import tensorflow as tf
 
 from configs import smoke
-from ssd_jax import anchors
 from ssd_jax import convert
 from ssd_jax import detect
 from ssd_jax import errors
-from ssd_jax import models
 from ssd_jax import train
 from ssd_jax import workdir as workdir_lib
 from ssd_jax.data import augment
 from tests import command_line
+from tests import model_setup
 
 THRESHOLD = 0.12
 
@@ -46,7 +45,7 @@ def scene(height, width, seed) -> Image.Image:
 @pytest.fixture(scope='module')
 def workdir(tmp_path_factory):
   config = smoke.get_config()
-  model = models.create_model(config.model, anchors.from_config(config).boxes_per_cell)
+  model = model_setup.create_model(config)
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(1), jnp.zeros((1, 96, 96, 3)))
   rng = np.random.default_rng(1)
   params = {}  # He-initialised kernels, small biases (running the initializers is slow).
@@ -78,8 +77,8 @@ def images(tmp_path_factory):
 def eval_path_results(params, path):
   """The eval path on one image: eval preprocessing, eval step, boxes scaled by hand."""
   config = smoke.get_config()
-  priors = anchors.from_config(config)
-  model = models.create_model(config.model, priors.boxes_per_cell)
+  priors = model_setup.default_boxes(config)
+  model = model_setup.create_model(config)
   with Image.open(path) as im:
     pixels = np.asarray(im.convert('RGB'))
   image = augment.apply_ops(augment.eval_ops(config, config.model.input_size),
@@ -192,26 +191,6 @@ def test_command_on_a_workdir_without_checkpoints_is_one_line(workdir, images, t
   command_line.assert_one_error_line(result, 'ssd_jax.detect',
                                      f'--workdir={empty} has no checkpoints/ folder')
   assert not os.path.exists(output)
-
-
-def test_a_config_json_from_before_newer_keys_takes_their_defaults(workdir, images, tmp_path):
-  old = str(tmp_path / 'old')
-  shutil.copytree(workdir[0], old)
-  path = os.path.join(old, 'config.json')
-  with open(path) as f:
-    saved = json.load(f)
-  del saved['model']['vgg_convs'], saved['optimizer']['ema_decay']
-  del saved['input']['category_ids']
-  saved['model']['retired_key'] = 'kept'
-  with open(path, 'w') as f:
-    json.dump(saved, f)
-  config = detect.load_config(old)
-  assert list(config.model.vgg_convs) == [2, 2, 3, 3, 3]  # VGG16, as before the key existed
-  assert config.optimizer.ema_decay is None and config.input.category_ids is None
-  assert config.model.width == 0.125 and config.model.input_size == 96  # saved values win
-  assert config.model.retired_key == 'kept'
-  results = detect.detect_files(old, [os.path.join(images, 'b.png')], str(tmp_path / 'd.json'))
-  assert isinstance(results, list)
 
 
 def test_boxes_are_clipped_to_the_image():

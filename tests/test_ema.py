@@ -5,16 +5,14 @@ import os
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from configs import smoke
 from experiments.benchmark import random_batch
-from ssd_jax import anchors
 from ssd_jax import checkpoints
 from ssd_jax import convert
-from ssd_jax import models
 from ssd_jax import train
+from tests import model_setup
 
 
 def make_config(ema_decay):
@@ -24,12 +22,12 @@ def make_config(ema_decay):
 
 
 def new_state(config):
-  model = models.create_model(config.model, anchors.from_config(config).boxes_per_cell)
+  model = model_setup.create_model(config)
   return train.create_train_state(config, model, jax.random.PRNGKey(0))
 
 
 def signature(config):
-  return checkpoints.model_signature(config, anchors.from_config(config))
+  return checkpoints.model_signature(config, model_setup.default_boxes(config))
 
 
 def leaves(tree):
@@ -48,11 +46,11 @@ def trained_ema():
   config = make_config(0.2)
   state = new_state(config)
   step_fn = jax.jit(functools.partial(train.train_step, config=config,
-                                      priors=anchors.from_config(config).boxes))
+                                      priors=model_setup.default_boxes(config).boxes))
   rng = np.random.default_rng(0)
   params = [leaves(state.params)]
   for _ in range(3):
-    batch = random_batch(rng, 4, config.model.input_size, 8, config.model.num_classes)
+    batch = random_batch(rng, 4, config.model.input_size, 8, len(config.input.class_names))
     state, _ = step_fn(state, batch)
     params.append(leaves(state.params))
   return config, state, params
@@ -86,7 +84,7 @@ def test_variables_are_the_ema_params_when_on(trained_ema, state_off):
 
 def test_eval_step_uses_the_ema_params(trained_ema):
   config, state, _ = trained_ema
-  priors = anchors.from_config(config).boxes
+  priors = model_setup.default_boxes(config).boxes
   image = np.random.default_rng(1).normal(size=(2, 96, 96, 3)).astype(np.float32)
   got = train.eval_step(state.variables, {'image': image}, priors, state.apply_fn, config)
   want = train.eval_step({'params': state.ema_params, 'batch_stats': state.batch_stats},
@@ -129,26 +127,6 @@ def test_resume_with_ema_switched_is_refused(saved_decay, resumed_decay, trained
   with pytest.raises(ValueError, match=rf'optimizer.ema: checkpoint has {saved_decay is not None}'
                                        rf', config has {resumed_decay is not None}.*init_from'):
     checkpoints.restore(manager, states[resumed_decay], signature(resumed))
-
-
-def test_a_checkpoint_from_before_ema_restores(trained_ema, state_off, tmp_path):
-  """Written before the field existed: no ema_params in the tree, no key in the signature."""
-  config = make_config(None)
-  state = state_off
-  old_tree = {k: getattr(state, k) for k in ('step', 'params', 'opt_state', 'batch_stats')}
-  old_signature = dict(signature(config))
-  del old_signature['optimizer.ema']
-  manager = checkpoints.create_manager(str(tmp_path), config)
-  manager.save(5, args=ocp.args.Composite(**{
-      checkpoints.STATE: ocp.args.StandardSave(old_tree),
-      checkpoints.META: ocp.args.JsonSave(old_signature)}))
-  manager.wait_until_finished()
-  restored, step = checkpoints.restore(manager, state, signature(config))
-  assert step == 5 and restored.ema_params == {}
-  for got, want in zip(leaves(restored.params), leaves(state.params)):
-    np.testing.assert_array_equal(got, want)
-  with pytest.raises(ValueError, match='optimizer.ema: checkpoint has False, config has True'):
-    checkpoints.restore(manager, trained_ema[1], signature(make_config(0.2)))
 
 
 def test_init_from_starts_the_average_at_the_loaded_params(trained_ema, tmp_path, capsys):

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 
 from experiments import error_analysis
-from ssd_jax.evaluation import voc
+from ssd_jax.evaluation import devkit
 
 A, B = [0, 0, 99, 99], [200, 200, 299, 299]  # Class 1 and class 2 objects in image 0.
 C = [0, 0, 49, 49]  # A difficult class 1 object in image 1.
-GROUND_TRUTH = voc.VocGroundTruth(image=np.array([0, 0, 1]), label=np.array([1, 2, 1]),
-                                  boxes=np.array([A, B, C], np.float64),
-                                  difficult=np.array([False, False, True]))
+GROUND_TRUTH = devkit.VocGroundTruth(image=np.array([0, 0, 1]), label=np.array([1, 2, 1]),
+                                     boxes=np.array([A, B, C], np.float64),
+                                     difficult=np.array([False, False, True]))
 # (label, image, box, score, kind): IoU with A of 0.667, 0.6 and 0.41 for the first three.
 CASE = [(1, 0, [20, 0, 119, 99], 0.9, 'correct'),
         (1, 0, [0, 25, 99, 124], 0.8, 'duplicate'),
@@ -24,10 +24,10 @@ CASE = [(1, 0, [20, 0, 119, 99], 0.9, 'correct'),
 
 
 def detections(rows):
-  return voc.VocDetections(image=np.array([r[1] for r in rows]),
-                           label=np.array([r[0] for r in rows]),
-                           boxes=np.array([r[2] for r in rows], np.float64),
-                           scores=np.array([r[3] for r in rows], np.float64))
+  return devkit.VocDetections(image=np.array([r[1] for r in rows]),
+                              label=np.array([r[0] for r in rows]),
+                              boxes=np.array([r[2] for r in rows], np.float64),
+                              scores=np.array([r[3] for r in rows], np.float64))
 
 
 def test_kinds_of_a_hand_made_case():
@@ -71,7 +71,7 @@ def loop_kinds(gt, det, num_classes, threshold=0.5):
   """A plain loop: the devkit's greedy matching per class, then the overlaps' rules; per
   detection (kind, class of the other-class object it overlaps most if 'other_class' else 0)."""
   kinds = [None] * len(det.label)
-  iou = lambda a, b: voc.devkit_iou(np.asarray(a, np.float64), np.asarray(b, np.float64))
+  iou = lambda a, b: devkit.devkit_iou(np.asarray(a, np.float64), np.asarray(b, np.float64))
   for label in range(1, num_classes + 1):
     taken = set()
     ids = sorted((i for i in range(len(det.label)) if det.label[i] == label),
@@ -109,15 +109,15 @@ def random_boxes(rng, n):
 def test_kinds_match_a_plain_loop(seed):
   rng = np.random.default_rng(seed)
   num_gt, num_det, classes = 30, 200, 3
-  gt = voc.VocGroundTruth(image=rng.integers(0, 6, num_gt), label=rng.integers(1, 4, num_gt),
-                          boxes=random_boxes(rng, num_gt), difficult=rng.random(num_gt) < 0.3)
+  gt = devkit.VocGroundTruth(image=rng.integers(0, 6, num_gt), label=rng.integers(1, 4, num_gt),
+                             boxes=random_boxes(rng, num_gt), difficult=rng.random(num_gt) < 0.3)
   gt_ids = rng.integers(0, num_gt, num_det)  # Most detections near a ground truth box.
   boxes = gt.boxes[gt_ids] + rng.normal(0, 8, (num_det, 4)).round()
   boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1)
-  det = voc.VocDetections(image=np.where(rng.random(num_det) < 0.9, gt.image[gt_ids],
+  det = devkit.VocDetections(image=np.where(rng.random(num_det) < 0.9, gt.image[gt_ids],
                                          rng.integers(0, 7, num_det)),
-                          label=rng.integers(1, 4, num_det), boxes=boxes,
-                          scores=rng.permutation(num_det) / num_det)  # No ties.
+                             label=rng.integers(1, 4, num_det), boxes=boxes,
+                             scores=rng.permutation(num_det) / num_det)  # No ties.
   kinds, confused_with = error_analysis.detection_kinds(gt, det, classes)
   expected = loop_kinds(gt, det, classes)
   assert [error_analysis.KINDS[k] for k in kinds] == [kind for kind, _ in expected]

@@ -6,6 +6,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
+from ssd_jax.evaluation import devkit
 from ssd_jax.evaluation import pixel_boxes
 from ssd_jax.evaluation import result as result_lib
 from ssd_jax.evaluation import voc
@@ -101,12 +102,12 @@ CLASSES = ('cat', 'dog', 'bird')
 
 def make_inputs(gt_list, det_list):
   """gt_list: [(image, label, box, difficult)], det_list: [(image, label, box, score)]."""
-  gt = voc.VocGroundTruth(
+  gt = devkit.VocGroundTruth(
       image=np.array([g[0] for g in gt_list], np.int64),
       label=np.array([g[1] for g in gt_list], np.int64),
       boxes=np.array([g[2] for g in gt_list], np.float64).reshape(-1, 4),
       difficult=np.array([g[3] for g in gt_list], bool))
-  det = voc.VocDetections(
+  det = devkit.VocDetections(
       image=np.array([d[0] for d in det_list], np.int64),
       label=np.array([d[1] for d in det_list], np.int64),
       boxes=np.array([d[2] for d in det_list], np.float64).reshape(-1, 4),
@@ -231,7 +232,7 @@ class VocApTest(parameterized.TestCase):
     # 10x10 pixels inside 10x20 pixels (devkit +1 widths): IoU = 100 / 200 = 0.5 exactly.
     gt_list, det_list = [(0, 1, [1, 1, 10, 10], False)], [(0, 1, [1, 1, 10, 20], 0.9)]
     gt, det = make_inputs(gt_list, det_list)
-    self.assertEqual(voc.devkit_iou(det.boxes[0], gt.boxes[0]), 0.5)
+    self.assertEqual(devkit.devkit_iou(det.boxes[0], gt.boxes[0]), 0.5)
     self.assertAlmostEqual(voc.evaluate_voc(gt, det, CLASSES[:1]).metrics['AP/cat'], 1.0,
                            places=12)
     # voc_eval.py's strict `>` would call it a false positive: the one documented difference.
@@ -245,9 +246,9 @@ class VocApTest(parameterized.TestCase):
   def test_voc_ap_known_curve(self):
     recall = np.array([0.25, 0.5, 0.5, 0.75])
     precision = np.array([1.0, 1.0, 2 / 3, 0.75])
-    self.assertAlmostEqual(voc.voc_ap(recall, precision, False), 0.5 + 0.25 * 0.75, places=14)
+    self.assertAlmostEqual(devkit.voc_ap(recall, precision, False), 0.5 + 0.25 * 0.75, places=14)
     # 11-point: t <= .5 -> 1 (6 points), t in .6, .7 -> .75, t >= .8 -> 0.
-    self.assertAlmostEqual(voc.voc_ap(recall, precision, True), (6 + 2 * 0.75) / 11, places=14)
+    self.assertAlmostEqual(devkit.voc_ap(recall, precision, True), (6 + 2 * 0.75) / 11, places=14)
 
 
 class VocAgainstReferenceTest(parameterized.TestCase):
@@ -272,10 +273,10 @@ class VocAgainstReferenceTest(parameterized.TestCase):
     gt, det = make_inputs(gt_list, det_list)
     for label, name in enumerate(CLASSES, start=1):
       in_gt, in_det = gt.label == label, det.label == label
-      tp, fp = voc.match_class(det.image[in_det], det.boxes[in_det], det.scores[in_det],
+      tp, fp = devkit.match_class(det.image[in_det], det.boxes[in_det], det.scores[in_det],
                                   gt.image[in_gt], gt.boxes[in_gt], gt.difficult[in_gt])
       npos = int((~gt.difficult[in_gt]).sum())
-      recall, precision = voc.precision_recall(tp, fp, npos)
+      recall, precision = devkit.precision_recall(tp, fp, npos)
       images = sorted({g[0] for g in gt_list} | {d[0] for d in det_list})
       recs = {i: [] for i in images}
       for image, lab, box, difficult in gt_list:

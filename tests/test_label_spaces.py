@@ -55,7 +55,8 @@ def test_torchvision_labels_map_to_the_data_sets_by_category_id():
     ({}, _info(ids=None, name='voc_folder'), False, 'has no COCO category ids'),
     ({}, _info(FOLDER_NAMES + ('cat',), FOLDER_IDS + (95,)), False,
      r'has categories the model has no label for .*: 95 \(cat\)'),
-    ({'category_ids': (1, 2)}, _info(), False, 'has 2 ids for config.model.num_classes=90'),
+    ({'category_ids': (1, 2)}, _info(), False,
+     'has 2 ids for the 90 labels of config.input.class_names'),
     ({'category_ids': None}, _info(), False, 'config.input.class_names .* differ from'),
 ])
 def test_label_space_mismatches_are_one_line(change, info, training, match):
@@ -68,7 +69,7 @@ def test_label_space_mismatches_are_one_line(change, info, training, match):
 
 def test_the_data_sets_own_labels_need_no_map():
   config = default.get_config()
-  config.input.class_names, config.model.num_classes = FOLDER_NAMES, 3
+  config.input.class_names = FOLDER_NAMES
   assert label_spaces.detection_label_map(config, _info(), True) is None
   config.input.category_ids = FOLDER_IDS
   assert label_spaces.detection_label_map(config, _info(), True) is None

@@ -9,14 +9,14 @@ from configs import default
 from configs import shapes
 from configs import smoke
 from configs import ssd512_voc
-from ssd_jax import anchors
 from ssd_jax import describe
 from ssd_jax import models
 from ssd_jax.models import vgg
+from tests import model_setup
 
 
 def summarize(config):
-  return describe.describe(config, anchors.from_config(config))
+  return describe.describe(config, model_setup.default_boxes(config))
 
 
 class ModelTest(parameterized.TestCase):
@@ -28,12 +28,12 @@ class ModelTest(parameterized.TestCase):
     config = get_config()
     self.assertEqual(models.feature_map_sizes(config.model.arch, config.model.input_size),
                      map_sizes)
-    model = models.create_model(config.model, anchors.boxes_per_cell(config))
+    model = model_setup.create_model(config)
     size = config.model.input_size
     images = jnp.zeros((2, size, size, 3))
     variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), images)
     loc, conf = jax.eval_shape(model.apply, variables, images)
-    num_priors = anchors.default_boxes(config).shape[0]
+    num_priors = model_setup.default_boxes(config).boxes.shape[0]
     self.assertEqual(loc.shape, (2, num_priors, 4))
     self.assertEqual(conf.shape, (2, num_priors, 21))
 
@@ -47,15 +47,15 @@ class ModelTest(parameterized.TestCase):
     config = smoke.get_config()
     config.model.dtype = dtype
     config.model.norm = norm
-    model = models.create_model(config.model, anchors.boxes_per_cell(config))
+    model = model_setup.create_model(config)
     images = jax.random.normal(jax.random.PRNGKey(1), (2, 96, 96, 3))
     variables = jax.jit(model.init)(jax.random.PRNGKey(0), images)
     loc, conf = jax.jit(model.apply)(variables, images)
     self.assertEqual('batch_stats' in variables, norm == 'batch')
-    num_priors = anchors.default_boxes(config).shape[0]
+    num_priors = model_setup.default_boxes(config).boxes.shape[0]
     self.assertEqual(num_priors, 144 * 4 + 36 * 6 + 9 * 6 + 4 * 4)
     self.assertEqual(loc.shape, (2, num_priors, 4))
-    self.assertEqual(conf.shape, (2, num_priors, config.model.num_classes + 1))
+    self.assertEqual(conf.shape, (2, num_priors, len(config.input.class_names) + 1))
     self.assertEqual(loc.dtype, jnp.float32)  # outputs in fp32 whatever the compute dtype
     self.assertTrue(all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables)))
     scale = variables['params']['vgg16']['conv4_3_norm']['scale']
@@ -119,7 +119,7 @@ def base_config(**model):
 
 
 def param_shapes(config):
-  model = models.create_model(config.model, anchors.boxes_per_cell(config))
+  model = model_setup.create_model(config)
   size = config.model.input_size
   variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)))
   return jax.tree.map(lambda x: x.shape, variables['params'])
@@ -156,15 +156,15 @@ class VggBaseTest(parameterized.TestCase):
     maps = jax.eval_shape(lambda: base.init_with_output(jax.random.PRNGKey(0), images)[0])
     self.assertEqual([m.shape[1] for m in maps], sizes[:3])
     self.assertEqual([m.shape[2] for m in maps], sizes[:3])
-    per_cell = anchors.boxes_per_cell(config)
+    per_cell = model_setup.default_boxes(config).boxes_per_cell
     self.assertEqual(list(per_cell), [4, 6, 6, 4])  # smoke's ratios (2,), (2, 3), (2, 3), (2,)
-    model = models.create_model(config.model, per_cell)
+    model = model_setup.create_model(config)
     variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), images)
     loc, conf = jax.eval_shape(model.apply, variables, images)
     num_priors = sum(s * s * b for s, b in zip(sizes, [4, 6, 6, 4]))
     self.assertEqual(loc.shape, (1, num_priors, 4))
     self.assertEqual(conf.shape[1], num_priors)
-    self.assertEqual(anchors.default_boxes(config).shape, (num_priors, 4))
+    self.assertEqual(model_setup.default_boxes(config).boxes.shape, (num_priors, 4))
 
   @parameterized.parameters(({'vgg_convs': (2, 2, 3, 3)}, 'vgg_convs'),
                             ({'vgg_convs': (2, 0, 3, 3, 3)}, 'vgg_convs'),
@@ -173,4 +173,4 @@ class VggBaseTest(parameterized.TestCase):
   def test_bad_base_values_are_named(self, overrides, key):
     config = base_config(**overrides)
     with self.assertRaisesRegex(ValueError, f'model.{key}'):
-      models.create_model(config.model, anchors.boxes_per_cell(config))
+      model_setup.create_model(config)

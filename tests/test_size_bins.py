@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from ssd_jax.evaluation import devkit
 from ssd_jax.evaluation import size_bins
 from ssd_jax.evaluation import voc
 
@@ -113,12 +114,11 @@ def test_equals_brute_force_on_random_cases(seed):
                    float(rng.choice([0.3, 0.5, 0.9]) if rng.random() < 0.3 else rng.random())))
   gt_area = size_bins.relative_area([x[2] for x in gt], sizes[[x[0] for x in gt]])
   det_area = size_bins.relative_area([x[2] for x in dets], sizes[[x[0] for x in dets]])
-  ground_truth = voc.VocGroundTruth(np.asarray([x[0] for x in gt]), np.asarray([x[1] for x in gt]),
-                                    np.asarray([x[2] for x in gt]), np.asarray([x[3] for x in gt]))
-  detections = voc.VocDetections(np.asarray([x[0] for x in dets]),
-                                 np.asarray([x[1] for x in dets]),
-                                 np.asarray([x[2] for x in dets]),
-                                 np.asarray([x[3] for x in dets]))
+  ground_truth = devkit.VocGroundTruth(*(np.asarray([x[i] for x in gt]) for i in range(4)))
+  detections = devkit.VocDetections(np.asarray([x[0] for x in dets]),
+                                    np.asarray([x[1] for x in dets]),
+                                    np.asarray([x[2] for x in dets]),
+                                    np.asarray([x[3] for x in dets]))
   metrics = size_bins.evaluate_by_size(ground_truth, detections, gt_area, det_area,
                                        ['a', 'b', 'c'])
   for name, low, high in size_bins.SIZE_BINS:

@@ -20,10 +20,9 @@ from experiments import sweep
 from experiments import sweep_results
 from experiments import sweep_variants
 from experiments import sweeps
-from ssd_jax import anchors
 from ssd_jax import checkpoints
 from ssd_jax import errors
-from ssd_jax import models
+from tests import model_setup
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 2
@@ -137,7 +136,7 @@ def test_prior_counts_equal_the_models(swept, base):
     table = {r['variant']: r for r in csv.DictReader(f)}
   for name, overrides in sweeps.SMOKE:
     config = sweep.apply_overrides(base, name, overrides)
-    model = models.create_model(config.model, anchors.boxes_per_cell(config))
+    model = model_setup.create_model(config)
     images = jnp.zeros((1, 96, 96, 3))
     variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), images)
     loc, _ = jax.eval_shape(model.apply, variables, images)
@@ -150,13 +149,12 @@ def test_prior_counts_equal_the_models(swept, base):
 def test_positives_per_object_counts_default_boxes_over_the_threshold(swept, base):
   """The column equals a brute-force count over the validation ground truth."""
   from experiments import prior_coverage  # pylint: disable=g-import-not-at-top
-  from ssd_jax import anchors  # pylint: disable=g-import-not-at-top
   from tests import numpy_reference  # pylint: disable=g-import-not-at-top
   workdir, *_ = swept
   with open(os.path.join(workdir, 'results.csv')) as f:
     table = {r['variant']: r for r in csv.DictReader(f)}
   gt = prior_coverage.eval_ground_truth(base.copy_and_resolve_references(), None)
-  corners = numpy_reference.priors_to_corners(anchors.default_boxes(base))
+  corners = numpy_reference.priors_to_corners(model_setup.default_boxes(base).boxes)
   hits = [sum(numpy_reference.iou_one(g, p) >= base.loss.iou_threshold for p in corners)
           for g in gt]
   assert float(table['config']['positives_per_object']) == pytest.approx(np.mean(hits))
@@ -228,7 +226,6 @@ def test_seeds_give_mean_and_sample_std():
 def test_source_layers_predict_from_the_coarser_maps(name):
   """shapes (maps 32, 16, 8, 4, 2, 1): each removed map takes its cells and its head away."""
   from configs import shapes  # pylint: disable=g-import-not-at-top
-  from ssd_jax import anchors  # pylint: disable=g-import-not-at-top
   overrides = dict(sweeps.SOURCE_LAYERS)[name]
   base = shapes.get_config()
   if name != 'all_maps':  # The config's eval scales name maps 0 .. 5, which these lack.
@@ -239,9 +236,9 @@ def test_source_layers_predict_from_the_coarser_maps(name):
   config = sweep.apply_overrides(base, name, overrides)
   skip = config.model.skip_sources
   maps = [32, 16, 8, 4, 2, 1][skip:]
-  per_cell = anchors.boxes_per_cell(config)
+  per_cell = model_setup.default_boxes(config).boxes_per_cell
   assert len(per_cell) == len(maps)
-  model = models.create_model(config.model, anchors.boxes_per_cell(config))
+  model = model_setup.create_model(config)
   images = jnp.zeros((1, 128, 128, 3))
   variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), images)
   loc, _ = jax.eval_shape(model.apply, variables, images)
@@ -249,7 +246,7 @@ def test_source_layers_predict_from_the_coarser_maps(name):
   assert sorted(k for k in variables['params'] if k.startswith('loc_')) == [
       f'loc_{i}' for i in range(len(maps))]
   # The first prior sits in the first cell of the finest remaining map.
-  np.testing.assert_allclose(anchors.default_boxes(config)[0, :2], [0.5 / maps[0]] * 2)
+  np.testing.assert_allclose(model_setup.default_boxes(config).boxes[0, :2], [0.5 / maps[0]] * 2)
 
 
 # --- Statistics -------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from ssd_jax import pretrained
 from ssd_jax import train
 from ssd_jax.data import input_pipeline
 from ssd_jax.evaluation import plots
+from tests import model_setup
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,12 +35,12 @@ def data_dir(tmp_path_factory):
 
 def signature(config):
   """The checkpoint signature a run of `config` writes and checks."""
-  return checkpoints.model_signature(config, anchors.from_config(config))
+  return checkpoints.model_signature(config, model_setup.default_boxes(config))
 
 
 def new_state(config):
   """A freshly initialized train state for `config` (one device)."""
-  model = models.create_model(config.model, anchors.from_config(config).boxes_per_cell)
+  model = model_setup.create_model(config)
   return train.create_train_state(config, model, jax.random.PRNGKey(0))
 
 
@@ -207,22 +208,23 @@ def test_two_fake_devices_give_the_same_losses_as_one():
   script = r'''
 import jax, numpy as np
 from configs import smoke
-from ssd_jax import anchors, models, train
+from ssd_jax import train
 from experiments.benchmark import random_batch
+from tests import model_setup
 for norm in (None, 'batch'):  # BatchNorm statistics must be global too (synchronized BN)
   config = smoke.get_config()
   config.model.norm = norm
   losses, stats = {}, {}
   for n in (1, 2):
     mesh = train.make_mesh(jax.devices()[:n])
-    priors = anchors.from_config(config)
-    model = models.create_model(config.model, priors.boxes_per_cell)
+    model = model_setup.create_model(config)
     state = train.create_train_state(config, model, jax.random.PRNGKey(0), mesh)
-    step_fn, _ = train.compile_steps(config, mesh, state.apply_fn, priors.boxes)
+    step_fn, _ = train.compile_steps(config, mesh, state.apply_fn,
+                                     model_setup.default_boxes(config))
     rng = np.random.default_rng(0)
     out = []
     for _ in range(3):
-      batch = random_batch(rng, 4, 96, 8, config.model.num_classes)
+      batch = random_batch(rng, 4, 96, 8, len(config.input.class_names))
       state, m = step_fn(state, train.global_batch(batch, mesh, train.STEP_KEYS))
       out.append([float(m['loss']), float(m['num_pos'])])
     losses[n], stats[n] = out, jax.device_get(state.batch_stats)
@@ -423,8 +425,8 @@ def test_eval_step_over_scales_equals_its_parts():
   give the single-scale detections exactly; another size gives what one pass on the resized
   batch with that size's default boxes gives."""
   config = smoke.get_config()
-  priors = anchors.from_config(config)
-  model = models.create_model(config.model, priors.boxes_per_cell)
+  priors = model_setup.default_boxes(config)
+  model = model_setup.create_model(config)
   images = jax.random.normal(jax.random.PRNGKey(1), (2, 96, 96, 3))
   variables = model.init(jax.random.PRNGKey(0), images)
 
@@ -435,13 +437,13 @@ def test_eval_step_over_scales_equals_its_parts():
   plain = run(images, priors.boxes)
   assert plain['valid'].any()
   config.eval.scales = ((96, 0, 2), (96, 2, 4))
-  split = anchors.eval_scales(config)
+  split = anchors.eval_scales(config, models.map_sizes_at(config.model))
   for key, value in run(images, split.boxes, split.scales).items():
     np.testing.assert_array_equal(value, plain[key], err_msg=key)
   config.eval.scales = ((64, 0, 4),)
-  smaller = anchors.eval_scales(config)
+  smaller = anchors.eval_scales(config, models.map_sizes_at(config.model))
   resized = jax.image.resize(images, (2, 64, 64, 3), 'linear')
-  want = run(resized, anchors.default_boxes(config, 64))
+  want = run(resized, anchors.default_boxes(config, models.map_sizes_at(config.model)(64), 64))
   for key, value in run(images, smaller.boxes, smaller.scales).items():
     np.testing.assert_array_equal(value, want[key], err_msg=key)
 

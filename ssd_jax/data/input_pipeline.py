@@ -14,7 +14,6 @@ import math
 import re
 from typing import Optional
 
-from absl import logging
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -191,10 +190,6 @@ def get_dataset_info(config) -> DatasetInfo:
     class_names = cfg.class_names
     category_ids = cfg.category_ids or None
     folder = cfg.folder
-  num_classes = config.model.num_classes
-  if num_classes != len(class_names) and config.input.category_ids is None:
-    logging.warning('config.model.num_classes=%d but dataset %r has %d classes.', num_classes,
-                    name, len(class_names))
   return DatasetInfo(name=name, class_names=tuple(class_names), num_train_examples=num_train,
                      num_eval_examples=num_eval, train_split=train_split,
                      eval_split=eval_split, category_ids=category_ids, folder=folder,

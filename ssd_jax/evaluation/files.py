@@ -18,6 +18,7 @@ import numpy as np
 from ssd_jax import errors
 from ssd_jax.classes import VOC_CLASSES
 from ssd_jax.evaluation import coco
+from ssd_jax.evaluation import devkit
 from ssd_jax import file_io
 from ssd_jax.evaluation import result as result_lib
 from ssd_jax.evaluation import voc
@@ -71,13 +72,13 @@ def load_voc_ground_truth(devkit_dir: str, split: str, class_names: Sequence[str
     raise errors.UserError(f'{split_file}: not UTF-8 text (byte {e.start}).') from None
   parts = [read_voc_annotation(os.path.join(devkit_dir, 'Annotations', f'{i}.xml'), class_names)
            for i in image_ids]
-  gt = voc.VocGroundTruth(
+  gt = devkit.VocGroundTruth(
       image=np.repeat(np.arange(len(parts)), [len(p[0]) for p in parts]).astype(np.int64),
       label=np.concatenate([p[0] for p in parts] + [np.zeros(0, np.int64)]),
       boxes=np.concatenate([p[1] for p in parts] + [np.zeros((0, 4))]),
       difficult=np.concatenate([p[2] for p in parts] + [np.zeros(0, bool)]))
   try:
-    voc.check_boxes(gt.boxes, 'ground truth boxes', ids=[image_ids[i] for i in gt.image])
+    devkit.check_boxes(gt.boxes, 'ground truth boxes', ids=[image_ids[i] for i in gt.image])
   except ValueError as e:
     raise errors.UserError(f'{devkit_dir}: {e}') from None
   return image_ids, gt
@@ -97,7 +98,7 @@ def _bad_entry(detections, index, problem):
 
 
 def voc_detections_from_json(detections: list, image_ids: Sequence[str],
-                             class_names: Sequence[str]) -> voc.VocDetections:
+                             class_names: Sequence[str]) -> devkit.VocDetections:
   """COCO-format detection dicts -> VocDetections (devkit xyxy = [x, y, x + w, y + h]).
 
   Raises UserError naming the first detection with a missing field, an unknown image or class,
@@ -149,7 +150,7 @@ def voc_detections_from_json(detections: list, image_ids: Sequence[str],
     raise _bad_entry(detections, int(np.flatnonzero(bad)[0]),
                      f'negative width or height ({int(bad.sum())} such detections).')
   boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
-  return voc.VocDetections(image=image, label=label, boxes=boxes, scores=score)
+  return devkit.VocDetections(image=image, label=label, boxes=boxes, scores=score)
 
 
 _NUMBERS = {'bbox': 'a list of 4 numbers', 'score': 'a number'}

@@ -17,21 +17,17 @@ import numpy as np
 from ssd_jax import errors
 
 
-def _check_size(class_names: Sequence[str], category_ids, num_classes: int) -> None:
-  if len(class_names) != num_classes:
-    raise errors.UserError(f'config.model.num_classes={num_classes} but config.input.'
-                           f'class_names has {len(class_names)} names.')
-  if category_ids is not None and len(category_ids) != num_classes:
-    raise errors.UserError(f'config.input.category_ids has {len(category_ids)} ids for '
-                           f'config.model.num_classes={num_classes} labels.')
+def _check_size(class_names: Sequence[str], category_ids) -> None:
+  if category_ids is not None and len(category_ids) != len(class_names):
+    raise errors.UserError(f'config.input.category_ids has {len(category_ids)} ids for the '
+                           f'{len(class_names)} labels of config.input.class_names.')
 
 
 def detection_label_map(config, info, training: bool) -> np.ndarray | None:
   """Checks that `config`'s labels fit the data set `info`; returns the label map.
 
   Args:
-    config: the run's config (reads input.class_names, input.category_ids,
-      model.num_classes).
+    config: the run's config (reads input.class_names, input.category_ids).
     info: the data set's `input_pipeline.DatasetInfo` (class_names, category_ids, name).
     training: whether the run trains (then the labels must be the data set's).
 
@@ -43,7 +39,7 @@ def detection_label_map(config, info, training: bool) -> np.ndarray | None:
     UserError naming the mismatch.
   """
   names, ids = tuple(config.input.class_names), config.input.category_ids
-  _check_size(names, ids, config.model.num_classes)
+  _check_size(names, ids)
   data_names, data_ids = tuple(info.class_names), info.category_ids
   if ids is None or (data_ids is not None and tuple(ids) == tuple(data_ids)):
     if names != data_names:

@@ -1,7 +1,7 @@
 """VOC AP restricted to small, medium and large objects, with COCO's rule for size ranges.
 
 For a size bin, per class (COCO's `COCOeval.evaluateImg` with an `areaRng`, on top of the
-devkit's matching in `voc.py`):
+devkit's matching in `devkit.py`):
 - ground truth outside the bin is ignored, exactly like difficult ground truth: it still takes
   part in matching (a detection's best-overlap box may be it), a detection matched to it is
   neither a true nor a false positive, and it does not count in recall;
@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ssd_jax.evaluation import voc  # voc.py imports this module: names are used at call time.
+from ssd_jax.evaluation import devkit
 
 # (name, low, high): relative area low <= area / image area < high.
 SIZE_BINS = (('small', 0.0, 0.01), ('medium', 0.01, 0.09), ('large', 0.09, float('inf')))
@@ -39,7 +39,7 @@ def relative_area(boxes_xyxy, image_size_hw) -> np.ndarray:
           (size[:, 0] * size[:, 1]))
 
 
-def evaluate_by_size(ground_truth: 'voc.VocGroundTruth', detections: 'voc.VocDetections',
+def evaluate_by_size(ground_truth: devkit.VocGroundTruth, detections: devkit.VocDetections,
                      gt_area, det_area, class_names: Sequence[str], use_07_metric: bool = True,
                      iou_threshold: float = 0.5, bins=SIZE_BINS) -> dict[str, float]:
   """{'mAP_<bin>': ..} for each bin (see the module docstring for the rule).
@@ -67,14 +67,14 @@ def evaluate_by_size(ground_truth: 'voc.VocGroundTruth', detections: 'voc.VocDet
       num_positives = int((~ignored).sum())
       if num_positives == 0:
         continue
-      tp, fp = voc.match_class(
+      tp, fp = devkit.match_class(
           np.asarray(detections.image)[in_det], np.asarray(detections.boxes)[in_det],
           scores[in_det], np.asarray(ground_truth.image)[in_gt],
           np.asarray(ground_truth.boxes)[in_gt], ignored, iou_threshold)
       order = np.argsort(-scores[in_det], kind='stable')  # match_class's order
       fp = np.where(det_in[in_det][order], fp, 0.)  # unmatched and outside the bin: ignored
       keep = (tp + fp) > 0
-      recall, precision = voc.precision_recall(tp[keep], fp[keep], num_positives)
-      aps.append(voc.voc_ap(recall, precision, use_07_metric))
+      recall, precision = devkit.precision_recall(tp[keep], fp[keep], num_positives)
+      aps.append(devkit.voc_ap(recall, precision, use_07_metric))
     metrics[f'mAP_{name}'] = float(np.mean(aps)) if aps else float('nan')
   return metrics

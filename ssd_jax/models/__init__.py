@@ -1,6 +1,7 @@
-"""Model lookup: builds the SSD module a model config asks for."""
+"""Model lookup: builds the SSD module a model config asks for, and its source-map sizes."""
 
-from typing import Sequence
+import functools
+from typing import Callable, Sequence
 
 import jax.numpy as jnp
 import ml_collections
@@ -11,10 +12,21 @@ from ssd_jax.models.ssd import SSD, feature_map_sizes, source_names  # pylint: d
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
-def create_model(model_config: ml_collections.ConfigDict, boxes_per_cell: Sequence[int]) -> SSD:
-  """The SSD module for `config.model` with `boxes_per_cell` default boxes per cell per map.
+def map_sizes_at(model_config: ml_collections.ConfigDict) -> Callable[[int], list[int]]:
+  """input side -> side of each predicting source map of the model `config.model` describes
+  (what `anchors.from_config` places default boxes on); UserError for a side too small."""
+  return functools.partial(feature_map_sizes, model_config.arch,
+                           num_sources=model_config.num_sources,
+                           skip_sources=model_config.skip_sources,
+                           conv3_source=model_config.conv3_source)
 
-  `boxes_per_cell` comes from the run's default boxes (`anchors.from_config(config)`).
+
+def create_model(model_config: ml_collections.ConfigDict, boxes_per_cell: Sequence[int],
+                 num_classes: int) -> SSD:
+  """The SSD module for `config.model` with `boxes_per_cell` default boxes per cell per map
+  and `num_classes` object classes (`len(config.input.class_names)`).
+
+  `boxes_per_cell` comes from the run's default boxes (`anchors.from_config`).
   """
   if model_config.dtype not in DTYPES:
     raise errors.UserError(
@@ -26,7 +38,7 @@ def create_model(model_config: ml_collections.ConfigDict, boxes_per_cell: Sequen
   if model_config.fc_channels < 1:
     raise errors.UserError(f'model.fc_channels={model_config.fc_channels}; it must be positive.')
   return SSD(
-      num_classes=model_config.num_classes,
+      num_classes=num_classes,
       boxes_per_cell=tuple(boxes_per_cell),
       arch=model_config.arch,
       width=model_config.width,
