@@ -18,7 +18,6 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 from flax import traverse_util
 import jax
 import jax.numpy as jnp
@@ -27,8 +26,8 @@ import orbax.checkpoint as ocp
 
 from ssd_jax import checkpoints
 from ssd_jax import errors
-from ssd_jax import report
 from ssd_jax import file_io
+from ssd_jax import quiet
 from ssd_jax import state_dicts
 from ssd_jax.models import vgg
 
@@ -284,10 +283,10 @@ SOURCES = {'vgg16': from_vgg16, 'vgg16-reducedfc': from_vgg16_reducedfc,
 
 
 def main(argv):
-  logging.set_verbosity(logging.WARNING)
+  quiet.libraries()
   if len(argv) != 2:
     raise app.UsageError(f'Give one SOURCE ({", ".join(SOURCES)}); got {argv[1:]}.')
-  report.import_tensorflow_quietly()
+  quiet.import_tensorflow()
   errors.run_command(PROG, lambda: convert(argv[1], FLAGS.input, FLAGS.output))
 
 

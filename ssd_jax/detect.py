@@ -25,13 +25,13 @@ import time
 
 from absl import app
 from absl import flags
-from absl import logging
 import jax
 import ml_collections
 import numpy as np
 from PIL import Image
 
 from ssd_jax import errors
+from ssd_jax import quiet
 from ssd_jax import report
 
 FLAGS = flags.FLAGS
@@ -260,8 +260,8 @@ def detect_files(workdir: str, paths, output: str, *, step=None, draw=None,
 
 
 def main(argv):
-  logging.set_verbosity(logging.WARNING)
-  report.import_tensorflow_quietly()
+  quiet.libraries()
+  quiet.import_tensorflow()
   errors.run_command(PROG, lambda: detect_files(
       FLAGS.workdir, argv[1:], FLAGS.output, step=FLAGS.step, draw=FLAGS.draw,
       score_threshold=FLAGS['score-threshold'].value,

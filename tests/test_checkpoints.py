@@ -1,12 +1,17 @@
 """Checkpoint retention across restarts (no training: a tiny state saved by the real manager)."""
 
+import json
 import os
 
 import numpy as np
+import orbax.checkpoint as ocp
+import pytest
 
 from configs import smoke
 from ssd_jax import anchors
+from ssd_jax import checkpoint_damage
 from ssd_jax import checkpoints
+from ssd_jax import errors
 
 
 def signature(config):
@@ -64,5 +69,48 @@ def test_a_reader_skips_a_damaged_step_and_leaves_it_in_place(tmp_path, capsys):
   np.testing.assert_array_equal(restored['w'], state['w'])
   assert sorted(manager.all_steps()) == [1, 2] and not (tmp_path / 'checkpoints_corrupt').exists()
   out = capsys.readouterr().out
-  assert f'Checkpoint step 2 is unreadable: {damaged}:' in out
+  assert f"Checkpoint step 2 is unreadable: {tmp_path / 'checkpoints' / '2' / 'state'}:" in out
   assert 'Left it in place; using step 1.' in out
+
+
+def test_a_restore_that_does_not_fit_is_not_damage(tmp_path):
+  """The step reads back as saved: the error propagates and the step stays."""
+  config = smoke.get_config()
+  manager = checkpoints.create_manager(str(tmp_path), config)
+  checkpoints.save(manager, 1, {'w': np.zeros(3, np.float32)}, signature(config))
+  checkpoints.wait_until_finished(manager)
+  with pytest.raises(Exception) as raised:
+    checkpoints.restore(manager, {'w': np.zeros(3, np.float32), 'v': np.zeros(2, np.float32)},
+                        signature(config))
+  assert not isinstance(raised.value, errors.UserError)
+  assert sorted(manager.all_steps()) == [1] and not (tmp_path / 'checkpoints_corrupt').exists()
+  assert checkpoint_damage.find_damage(manager, 1, {
+      checkpoints.STATE: ocp.args.StandardRestore(),
+      checkpoints.META: ocp.args.JsonRestore()}) is None
+
+
+def test_the_step_layout_that_damage_checks_rely_on(tmp_path):
+  """Pins orbax's files: JSON where checkpoint_damage parses JSON, known binary files else.
+
+  Fails when orbax adds a file kind (then `checkpoint_damage.json_files` must learn it).
+  """
+  config = smoke.get_config()
+  manager = checkpoints.create_manager(str(tmp_path), config)
+  checkpoints.save(manager, 1, {'w': np.arange(64, dtype=np.float32)}, signature(config),
+                   metrics={'mAP': 0.5})
+  checkpoints.wait_until_finished(manager)
+  step_dir = str(tmp_path / 'checkpoints' / '1')
+  files = {os.path.join(root, n) for root, _, names in os.walk(step_dir) for n in names}
+  parsed = checkpoint_damage.json_files(step_dir)
+  for path in parsed:
+    with open(path) as f:
+      json.load(f)
+  assert {os.path.relpath(p, step_dir) for p in parsed} >= {
+      '_CHECKPOINT_METADATA', 'meta/metadata', 'metrics/metrics', 'state/_METADATA'}
+  for path in files - set(parsed):
+    name = os.path.basename(path)
+    assert (name in ('commit_success.txt', 'manifest.ocdbt') or
+            os.path.basename(os.path.dirname(path)) == 'd'), path
+    if name == 'commit_success.txt':  # A marker, not JSON.
+      with open(path) as f:
+        assert not f.read().lstrip().startswith(('{', '['))

@@ -306,7 +306,8 @@ def test_eval_falls_back_from_a_truncated_array_file(trained, data_dir, tmp_path
   train.evaluate_checkpoint(smoke_config(data_dir), copy)
   out = capsys.readouterr().out
   moved = os.path.join(copy, 'checkpoints_corrupt', '8')
-  assert f'Checkpoint step 8 is unreadable: {damaged}:' in out
+  item = os.path.join(copy, 'checkpoints', '8', 'state')
+  assert f'Checkpoint step 8 is unreadable: {item}:' in out
   assert f'Moved it to {moved}; using step 4.' in out
   assert 'Evaluation at step 4' in out and 'Evaluation at step 8' not in out
   assert os.path.isfile(damaged.replace(os.path.join('checkpoints', '8'),
