@@ -36,6 +36,7 @@ import numpy as np
 
 from ssd_jax import anchors
 from ssd_jax import config_keys
+from ssd_jax import file_io
 from ssd_jax import losses
 from ssd_jax import models
 from ssd_jax import postprocess
@@ -329,8 +330,7 @@ def main(argv):
     configs = {os.path.basename(path)[:-3]: load_config(path) for path in FLAGS.scaling}
     result['scaling'] = scaling(configs, [int(b) for b in FLAGS.scaling_batches], FLAGS.iters,
                                 FLAGS.dtype)
-  with open(FLAGS.output, 'w') as f:
-    json.dump(result, f, indent=2)
+  file_io.write_text(FLAGS.output, json.dumps(result, indent=2))
   print(f'wrote {FLAGS.output}')
 
 

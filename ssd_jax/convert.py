@@ -28,6 +28,7 @@ from ssd_jax import checkpoints
 from ssd_jax import errors
 from ssd_jax import file_io
 from ssd_jax import quiet
+from ssd_jax import run_files
 from ssd_jax import state_dicts
 from ssd_jax.models import vgg
 
@@ -252,8 +253,7 @@ def save_workdir(directory: str, config, params) -> None:
   checkpoints.save(manager, 0, state, checkpoints.model_signature(config, priors))
   manager.wait_until_finished()
   manager.close()
-  with open(os.path.join(directory, 'config.json'), 'w') as f:
-    f.write(config.to_json_best_effort(indent=2))
+  run_files.write_config(directory, config, None)
 
 
 def convert(source: str, input_path: str, output: str) -> None:

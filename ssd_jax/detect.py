@@ -20,7 +20,6 @@ and writes nothing in the workdir, so it may run while training writes there (do
 
 import json
 import os
-import shutil
 import time
 
 from absl import app
@@ -209,14 +208,13 @@ def detect_files(workdir: str, paths, output: str, *, step=None, draw=None,
   files = list_files(paths)
   detector = Detector(workdir, step)
   batch_size = -(-batch_size // detector.devices) * detector.devices
-  draw_tmp = None
   if draw:
     file_io.check_writable(draw, '--draw', folder=True)
-    draw_tmp = f'{os.path.abspath(draw)}.tmp-{os.getpid()}'
-    os.makedirs(draw_tmp)
-  results, skipped, done, start = [], [], 0, time.perf_counter()
-  try:
-    pending = list(files)
+  results, skipped, start = [], [], time.perf_counter()
+
+  def detect_all(draw_tmp: str | None) -> None:
+    """Detects in every file, drawing into `draw_tmp` (unless None); writes `output`."""
+    done, pending = 0, list(files)
     while pending:
       chunk, images = [], []
       while pending and len(images) < batch_size:
@@ -233,7 +231,7 @@ def detect_files(workdir: str, paths, output: str, *, step=None, draw=None,
       for i, (path, pixels) in enumerate(zip(chunk, images)):
         found = to_results(path, detections, i, pixels.shape[:2], detector.class_names,
                            score_threshold)
-        results += found
+        results.extend(found)
         if draw_tmp:
           _draw(draw_tmp, path, pixels, found)
       done += len(images)
@@ -248,11 +246,12 @@ def detect_files(workdir: str, paths, output: str, *, step=None, draw=None,
                              'written.')
     text = json.dumps(results, indent=1) + '\n'
     file_io.write_text(output, text)
-    if draw_tmp:
-      os.rename(draw_tmp, draw)
-  finally:
-    if draw_tmp:
-      shutil.rmtree(draw_tmp, ignore_errors=True)
+
+  if draw:  # The drawings' folder appears only when complete, after the detections file.
+    file_io.write_folder_atomically(draw, detect_all)
+  else:
+    detect_all(None)
+  done = len(files) - len(skipped)
   report.note(f'{len(results)} detections (score >= {score_threshold}) in {done} images from '
               f'step {detector.step} of {workdir} written to {output}'
               + (f'; drawn into {draw}.' if draw else '.'))
