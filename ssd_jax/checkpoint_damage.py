@@ -7,7 +7,7 @@ gave: `find_damage` checks the step itself, without reading error messages or fi
    item and the eval `metrics` as JSON; its other files are `commit_success.txt` markers,
    `manifest.ocdbt` and the array data under `d/`, see tests/test_checkpoints.py, which pins
    this layout);
-2. each item reads back in full as it was saved (no target tree: every array as stored).
+2. each item of arrays reads back in full, every array as stored (as numpy, on any devices).
 
 A restore that failed on a step that passes both (a tree or shapes that do not fit, a missing
 array) failed for another reason, and its error propagates. A damaged step is moved aside to
@@ -18,8 +18,10 @@ import glob
 import json
 import os
 
+from etils import epath
 import jax
 from jax.experimental import multihost_utils
+import numpy as np
 import orbax.checkpoint as ocp
 
 _NOT_JSON = ('commit_success.txt', 'manifest.ocdbt')  # Orbax's commit markers, OCDBT indexes.
@@ -53,22 +55,27 @@ def json_damage(step_dir: str) -> tuple[str, str] | None:
   return None
 
 
-def find_damage(manager: ocp.CheckpointManager, step: int,
-                item_args: dict) -> tuple[str, str] | None:
-  """(path, reason) naming what of `step` cannot be read back, or None when all of it can.
+def find_damage(step_dir: str, array_items=('state',)) -> tuple[str, str] | None:
+  """(path, reason) naming what of `step_dir` cannot be read back, or None when all of it can.
 
-  `item_args` maps each item name to the restore args that read it as saved (no target),
-  e.g. `{'state': ocp.args.StandardRestore(), 'meta': ocp.args.JsonRestore()}`.
+  `array_items`: the step's items of arrays (saved with `StandardSave`), read back in full
+  as numpy arrays, which fit any device topology (a restore without a target tree would
+  fail on another number of devices, which is not damage).
   """
-  step_dir = os.path.join(str(manager.directory), str(step))
   damaged = json_damage(step_dir)
   if damaged is not None:
     return damaged
-  for name, args in item_args.items():
+  for name in array_items:
+    item_dir = epath.Path(step_dir) / name
+    handler = ocp.PyTreeCheckpointHandler()
     try:
-      manager.restore(step, args=ocp.args.Composite(**{name: args}))
+      tree = handler.metadata(item_dir).tree
+      as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+      handler.restore(item_dir, args=ocp.args.PyTreeRestore(restore_args=as_numpy))
     except Exception as e:  # pylint: disable=broad-except  # Any failure to read is damage.
-      return os.path.join(step_dir, name), reason(e)
+      return str(item_dir), reason(e)
+    finally:
+      handler.close()
   return None
 
 

@@ -182,8 +182,8 @@ def restore(manager: ocp.CheckpointManager, state, signature: dict, step: int | 
     try:
       return _restore_step(manager, state, signature, current), current
     except Exception as e:  # pylint: disable=broad-except
-      damage = checkpoint_damage.find_damage(manager, current, {
-          META: ocp.args.JsonRestore(), STATE: ocp.args.StandardRestore()})
+      damage = checkpoint_damage.find_damage(
+          os.path.join(str(manager.directory), str(current)), array_items=(STATE,))
       if damage is None:  # The step reads back: the error is not damage (e.g. a tree misfit).
         raise
       problem = f'Checkpoint step {current} is unreadable: {damage[0]}: {damage[1]}'
