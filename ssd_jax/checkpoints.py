@@ -96,6 +96,8 @@ def create_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.Check
     try:
       return ocp.CheckpointManager(directory, options=options, item_names=(STATE, META))
     except Exception:  # pylint: disable=broad-except  # It reads every step's metrics file.
+      if not os.path.isdir(directory):
+        raise
       steps = sorted(int(n) for n in os.listdir(directory) if n.isdigit())
       found = [(step, checkpoint_damage.json_damage(os.path.join(directory, str(step))))
                for step in steps]
