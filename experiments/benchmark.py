@@ -340,8 +340,7 @@ def _main():
     configs = {os.path.basename(path)[:-3]: load_config(path) for path in FLAGS.scaling}
     result['scaling'] = scaling(configs, [int(b) for b in FLAGS.scaling_batches], FLAGS.iters,
                                 FLAGS.dtype)
-  with open(FLAGS.output, 'w') as f:
-    json.dump(result, f, indent=2)
+  file_io.write_text(FLAGS.output, json.dumps(result, indent=2))
   print(f'wrote {FLAGS.output}')
 
 

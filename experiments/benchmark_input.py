@@ -29,6 +29,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from ssd_jax import config_keys
+from ssd_jax import file_io
 from ssd_jax.data import input_pipeline
 from ssd_jax.data import shapes_draw
 
@@ -132,8 +133,7 @@ def main(argv):
              {'image_size': '500x375', 'num_images': _VOC_IMAGES.value,
               'prepare_seconds': prep})
 
-  with open(_OUTPUT.value, 'w') as f:
-    json.dump(results, f, indent=2)
+  file_io.write_text(_OUTPUT.value, json.dumps(results, indent=2))
   print(f'Wrote {_OUTPUT.value}')
 
 

@@ -20,6 +20,7 @@ import jax
 
 from experiments import benchmark
 from ssd_jax import config_keys
+from ssd_jax import file_io
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -92,10 +93,10 @@ def main(argv):
     print(f'  {f:<14} ours {r["ours"]:9.2f}  torchvision {r["torchvision"]:9.2f} images/s  '
           f'ratio {r["ratio"]:.2f}x  ({len(r["seconds"]["ours"])} + '
           f'{len(r["seconds"]["torchvision"])} calls)')
-  with open(FLAGS.output, 'w') as f:
-    json.dump({'figures': result, 'load_averages': loads, 'batch_size': FLAGS.batch_size,
-               'xla_flags': os.environ.get('XLA_FLAGS', ''), 'torch_threads': info['threads'],
-               'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, f, indent=2)
+  file_io.write_text(FLAGS.output, json.dumps(
+      {'figures': result, 'load_averages': loads, 'batch_size': FLAGS.batch_size,
+       'xla_flags': os.environ.get('XLA_FLAGS', ''), 'torch_threads': info['threads'],
+       'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, indent=2))
   print(f'wrote {FLAGS.output}')
 
 

@@ -22,12 +22,11 @@ import json
 
 from absl import app
 from absl import flags
-from absl import logging
 import numpy as np
 
 from ssd_jax import errors
 from ssd_jax import file_io
-from ssd_jax import report
+from ssd_jax import quiet
 from ssd_jax.evaluation import devkit
 from ssd_jax.evaluation import voc
 
@@ -176,8 +175,8 @@ def run(workdir: str, step: int | None = None, output: str | None = None) -> dic
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.set_verbosity(logging.WARNING)
-  report.import_tensorflow_quietly()
+  quiet.libraries()
+  quiet.import_tensorflow()
   errors.run_command('error_analysis', lambda: run(FLAGS.workdir, FLAGS.step, FLAGS.output))
 
 

@@ -24,6 +24,7 @@ import tensorflow_datasets as tfds
 from ssd_jax import anchors
 from ssd_jax import box_ops
 from ssd_jax import config_keys
+from ssd_jax import file_io
 from ssd_jax import models
 from ssd_jax.data import input_pipeline
 
@@ -99,8 +100,7 @@ def main(argv):
     for r in rows:
       print(f'{r["size"]:<10} {r["objects"]:>8} {r["priors_per_object"]:>14.2f} '
             f'{r["covered"]:>8.2f}')
-  with open(FLAGS.output, 'w') as f:
-    json.dump(result, f, indent=2)
+  file_io.write_text(FLAGS.output, json.dumps(result, indent=2))
   print(f'\nwrote {FLAGS.output}')
 
 

@@ -26,7 +26,6 @@ import time
 
 from absl import app
 from absl import flags
-from absl import logging
 import jax
 import ml_collections
 from ml_collections import config_flags
@@ -39,6 +38,7 @@ from ssd_jax import config_keys
 from ssd_jax import errors
 from ssd_jax import file_io
 from ssd_jax import models
+from ssd_jax import quiet
 from ssd_jax import report
 
 MANIFEST = 'sweep.json'
@@ -404,9 +404,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   # Progress is printed by the library; INFO would add every orbax and tf.data message.
-  logging.set_verbosity(logging.WARNING)
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-  report.import_tensorflow_quietly()
+  quiet.libraries()
+  quiet.import_tensorflow()
   errors.run_command('experiments.sweep', _run)
 
 

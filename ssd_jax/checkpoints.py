@@ -6,24 +6,23 @@ Restoring into a config that disagrees fails with a message naming each mismatch
 
 The eval mAP of a step is stored with it (orbax's `metrics` item), so the best checkpoint is
 still known after a restart. A step that cannot be read (a truncated file) is moved aside to
-`<workdir>/checkpoints_corrupt/<step>` and the newest readable step is used instead.
+`<workdir>/checkpoints_corrupt/<step>` and the newest readable step is used instead
+(`checkpoint_damage` tells damage from other errors).
 """
 
 import contextlib
 import glob
-import json
-import logging
 import os
-import re
 import shutil
 
 import jax
-from jax.experimental import multihost_utils
 import ml_collections
 import orbax.checkpoint as ocp
 
 from ssd_jax import anchors
+from ssd_jax import checkpoint_damage
 from ssd_jax import errors
+from ssd_jax import quiet  # pylint: disable=unused-import  (drops orbax's no-metrics warning)
 from ssd_jax import report
 
 STATE, META = 'state', 'meta'
@@ -70,13 +69,6 @@ def _map(metrics: dict) -> float:
   return metrics['mAP']
 
 
-class _NoMetricsWarning(logging.Filter):
-  """Drops orbax's warning for each save without metrics (checkpoint-only steps)."""
-
-  def filter(self, record):
-    return 'did not provide metrics' not in record.getMessage()
-
-
 def create_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
   """Keeps the last `config.keep_checkpoints` and the best one by eval 'mAP'; async saves.
 
@@ -92,22 +84,23 @@ def create_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.Check
   options = ocp.CheckpointManagerOptions(preservation_policy=policy, best_fn=_map,
                                          best_mode='max', create=True,
                                          enable_async_checkpointing=True)
-  logging.getLogger('absl').addFilter(_NO_METRICS_WARNING)
   directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
   while True:
     try:
       return ocp.CheckpointManager(directory, options=options, item_names=(STATE, META))
-    except ValueError as e:  # Orbax reads every step's metrics file here; one may be cut off.
-      damaged = find_damage(directory, e, '*/metrics/metrics')
-      if damaged is None or not damaged.endswith(os.path.join('metrics', 'metrics')):
+    except Exception:  # pylint: disable=broad-except  # It reads every step's metrics file.
+      if not os.path.isdir(directory):
         raise
-      step = int(os.path.basename(os.path.dirname(os.path.dirname(damaged))))
-      moved = _move_aside(directory, step)
-      report.note(f'Checkpoint step {step} is unreadable: {damaged}: {_reason(e)}. Moved it to '
+      steps = sorted(int(n) for n in os.listdir(directory) if n.isdigit())
+      found = [(step, checkpoint_damage.json_damage(os.path.join(directory, str(step))))
+               for step in steps]
+      found = [(step, damage) for step, damage in found if damage is not None]
+      if not found:
+        raise
+      step, (path, reason) = found[0]
+      moved = checkpoint_damage.move_aside(directory, step)
+      report.note(f'Checkpoint step {step} is unreadable: {path}: {reason}. Moved it to '
                   f'{moved}.')
-
-
-_NO_METRICS_WARNING = _NoMetricsWarning()
 
 
 def _raise_if_disk_full(manager: ocp.CheckpointManager, step: int, error: BaseException):
@@ -145,62 +138,6 @@ def wait_until_finished(manager: ocp.CheckpointManager) -> None:
     raise
 
 
-def _messages(error: BaseException):
-  while error is not None:
-    yield str(error)
-    error = error.__cause__ or error.__context__
-
-
-def find_damage(step_dir: str, error: BaseException, json_files: str = '**') -> str | None:
-  """The file of `step_dir` that made a restore fail with `error`; None if not damage.
-
-  Damage is a JSON file (among `json_files`, a glob) that does not parse or an array read
-  that TensorStore reports as out of range, lost or failing. Other errors (a tree that does
-  not fit, an array missing from the checkpoint) are not damage: they propagate.
-  """
-  for path in sorted(glob.glob(os.path.join(step_dir, json_files), recursive=True)):
-    name = os.path.basename(path)
-    if (not os.path.isfile(path) or name in ('manifest.ocdbt', 'commit_success.txt') or
-        os.path.basename(os.path.dirname(path)) == 'd'):
-      continue
-    try:
-      with open(path) as f:
-        json.load(f)
-    except (ValueError, UnicodeDecodeError):
-      return path
-  text = '\n'.join(_messages(error))
-  if not re.search(r'OUT_OF_RANGE|DATA_LOSS|Error reading', text):  # not 'Error opening'
-    return None
-  size = re.search(r'value of size (\d+)', text)
-  if size:  # TensorStore names the array, not the file: a data file of that (short) size.
-    for path in sorted(glob.glob(os.path.join(step_dir, '**', 'd', '*'), recursive=True)):
-      if os.path.getsize(path) == int(size.group(1)):
-        return path
-  named = re.search(r'local file "([^"]+)"', text)
-  return named.group(1) if named else step_dir
-
-
-def _reason(error: BaseException) -> str:
-  """The first line of the innermost message in `error`'s chain (the most specific one)."""
-  text = [m.strip() for m in _messages(error) if m.strip()]
-  return text[-1].splitlines()[0][:300] if text else type(error).__name__
-
-
-def _move_aside(directory: str, step: int) -> str:
-  """Moves a step folder to `<workdir>/checkpoints_corrupt/<step>` (never deletes it)."""
-  parent = os.path.join(os.path.dirname(directory), 'checkpoints_corrupt')
-  target = os.path.join(parent, str(step))
-  if jax.process_index() == 0:
-    os.makedirs(parent, exist_ok=True)
-    n = 1
-    while os.path.exists(target):
-      target, n = os.path.join(parent, f'{step}.{n}'), n + 1
-    os.rename(os.path.join(directory, str(step)), target)
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices(f'ssd_jax:checkpoint_moved:{step}')
-  return target
-
-
 def _restore_step(manager: ocp.CheckpointManager, state, signature: dict, step: int):
   meta = manager.restore(step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()}))[META]
   check_signature(meta, signature, f'{manager.directory} (step {step})')
@@ -216,10 +153,10 @@ def restore(manager: ocp.CheckpointManager, state, signature: dict, step: int | 
   The checkpoint's `model_signature` must equal `signature` (else a UserError naming the keys).
 
   Returns (state, step), or (state, None) unchanged when there is no checkpoint. A damaged
-  latest step is moved aside (`_move_aside`) and the next older one tried, saying so in one
-  line; with `move_damaged` False (a reader such as `ssd_jax.detect`, which writes nothing in
-  the workdir) it is left in place and skipped. A damaged requested `step` is a UserError
-  naming it and its file.
+  latest step (`checkpoint_damage.find_damage`) is moved aside and the next older one tried,
+  saying so in one line; with `move_damaged` False (a reader such as `ssd_jax.detect`, which
+  writes nothing in the workdir) it is left in place and skipped. A damaged requested `step`
+  is a UserError naming it and its damaged file or item folder.
   """
   if step is not None and step not in manager.all_steps():
     raise errors.UserError(f'No checkpoint for step {step} in {manager.directory}; saved '
@@ -230,19 +167,19 @@ def restore(manager: ocp.CheckpointManager, state, signature: dict, step: int | 
     current = (max(left) if left else None) if step is None else step
     if current is None:
       return state, None
-    step_dir = os.path.join(str(manager.directory), str(current))
     try:
       return _restore_step(manager, state, signature, current), current
     except Exception as e:  # pylint: disable=broad-except
-      damaged = find_damage(step_dir, e)
-      if damaged is None:
+      damage = checkpoint_damage.find_damage(
+          os.path.join(str(manager.directory), str(current)), array_items=(STATE,))
+      if damage is None:  # The step reads back: the error is not damage (e.g. a tree misfit).
         raise
-      problem = f'Checkpoint step {current} is unreadable: {damaged}: {_reason(e)}'
+      problem = f'Checkpoint step {current} is unreadable: {damage[0]}: {damage[1]}'
       if step is not None:
         raise errors.UserError(f'{problem}. Pick another --config.eval_step (saved steps: '
                                f'{sorted(manager.all_steps())}).') from e
     if move_damaged:
-      moved = _move_aside(str(manager.directory), current)
+      moved = checkpoint_damage.move_aside(str(manager.directory), current)
       manager.reload()
       problem += f'. Moved it to {moved}'
     else:

@@ -18,7 +18,6 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 from flax import traverse_util
 import jax
 import jax.numpy as jnp
@@ -27,8 +26,9 @@ import orbax.checkpoint as ocp
 
 from ssd_jax import checkpoints
 from ssd_jax import errors
-from ssd_jax import report
 from ssd_jax import file_io
+from ssd_jax import quiet
+from ssd_jax import run_files
 from ssd_jax import state_dicts
 from ssd_jax.models import vgg
 
@@ -252,8 +252,7 @@ def save_workdir(directory: str, config, params) -> None:
   checkpoints.save(manager, 0, state, checkpoints.model_signature(config, priors))
   manager.wait_until_finished()
   manager.close()
-  with open(os.path.join(directory, 'config.json'), 'w') as f:
-    f.write(config.to_json_best_effort(indent=2))
+  run_files.write_config(directory, config, None)
 
 
 def convert(source: str, input_path: str, output: str) -> None:
@@ -284,10 +283,10 @@ SOURCES = {'vgg16': from_vgg16, 'vgg16-reducedfc': from_vgg16_reducedfc,
 
 
 def main(argv):
-  logging.set_verbosity(logging.WARNING)
+  quiet.libraries()
   if len(argv) != 2:
     raise app.UsageError(f'Give one SOURCE ({", ".join(SOURCES)}); got {argv[1:]}.')
-  report.import_tensorflow_quietly()
+  quiet.import_tensorflow()
   errors.run_command(PROG, lambda: convert(argv[1], FLAGS.input, FLAGS.output))
 
 

@@ -24,18 +24,17 @@ and writes nothing in the workdir, so it may run while training writes there (do
 import collections
 import json
 import os
-import shutil
 import time
 
 from absl import app
 from absl import flags
-from absl import logging
 import jax
 import ml_collections
 import numpy as np
 from PIL import Image
 
 from ssd_jax import errors
+from ssd_jax import quiet
 from ssd_jax import report
 
 FLAGS = flags.FLAGS
@@ -240,13 +239,11 @@ def detect_files(workdir: str, paths, output: str, *, step=None, draw=None,
     file_io.check_writable(draw, '--draw', folder=True)
   detector = Detector(workdir, step)
   batch_size = -(-batch_size // detector.devices) * detector.devices
-  draw_tmp = None
-  if draw:
-    draw_tmp = f'{os.path.abspath(draw)}.tmp-{os.getpid()}'
-    os.makedirs(draw_tmp)
-  results, skipped, done, start = [], [], 0, time.perf_counter()
-  try:
-    pending = list(files)
+  results, skipped, start = [], [], time.perf_counter()
+
+  def detect_all(draw_tmp: str | None) -> None:
+    """Detects in every file, drawing into `draw_tmp` (unless None); writes `output`."""
+    done, pending = 0, list(files)
     while pending:
       chunk, images = [], []
       while pending and len(images) < batch_size:
@@ -263,7 +260,7 @@ def detect_files(workdir: str, paths, output: str, *, step=None, draw=None,
       for i, (path, pixels) in enumerate(zip(chunk, images)):
         found = to_results(path, detections, i, pixels.shape[:2], detector.class_names,
                            score_threshold, ids[path])
-        results += found
+        results.extend(found)
         if draw_tmp:
           _draw(draw_tmp, path, pixels, found)
       done += len(images)
@@ -278,11 +275,12 @@ def detect_files(workdir: str, paths, output: str, *, step=None, draw=None,
                              'written.')
     text = json.dumps(results, indent=1) + '\n'
     file_io.write_text(output, text)
-    if draw_tmp:
-      os.rename(draw_tmp, draw)
-  finally:
-    if draw_tmp:
-      shutil.rmtree(draw_tmp, ignore_errors=True)
+
+  if draw:  # The drawings' folder appears only when complete, after the detections file.
+    file_io.write_folder_atomically(draw, detect_all)
+  else:
+    detect_all(None)
+  done = len(files) - len(skipped)
   report.note(f'{len(results)} detections (score >= {score_threshold}) in {done} images from '
               f'step {detector.step} of {workdir} written to {output}'
               + (f'; drawn into {draw}.' if draw else '.'))
@@ -290,8 +288,8 @@ def detect_files(workdir: str, paths, output: str, *, step=None, draw=None,
 
 
 def main(argv):
-  logging.set_verbosity(logging.WARNING)
-  report.import_tensorflow_quietly()
+  quiet.libraries()
+  quiet.import_tensorflow()
   errors.run_command(PROG, lambda: detect_files(
       FLAGS.workdir, argv[1:], FLAGS.output, step=FLAGS.step, draw=FLAGS.draw,
       score_threshold=FLAGS['score-threshold'].value,

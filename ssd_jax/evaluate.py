@@ -15,11 +15,11 @@ import json
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from ssd_jax import errors
 from ssd_jax import evaluation
 from ssd_jax import file_io
+from ssd_jax import quiet
 
 FLAGS = flags.FLAGS
 PROG = 'ssd_jax.evaluate'
@@ -66,7 +66,7 @@ def evaluate_and_write() -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.set_verbosity(logging.WARNING)
+  quiet.libraries()
   errors.run_command(PROG, evaluate_and_write)
 
 

@@ -14,17 +14,20 @@ import importlib.util
 import os
 import sys
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # Before anything imports TensorFlow.
+from ssd_jax import quiet
 
+quiet.environment()  # Before anything imports TensorFlow or starts XLA.
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import app
 from absl import flags
-from absl import logging
 import jax
 from ml_collections import config_flags
 
 from ssd_jax import config_keys
 from ssd_jax import errors
 from ssd_jax import report
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Configuration file.', lock_config=True)
@@ -111,8 +114,7 @@ def main(argv):
 
 def run(config, workdir: str | None, mode: str) -> None:
   """Describe, train or evaluate `config`; the one call into the library."""
-  # Progress is printed by the library; INFO would add every orbax and tf.data message.
-  logging.set_verbosity(logging.WARNING)
+  quiet.libraries()  # Progress is printed by the library (report.note).
 
   from ssd_jax import anchors  # pylint: disable=g-import-not-at-top
   from ssd_jax import describe  # pylint: disable=g-import-not-at-top
@@ -135,7 +137,7 @@ def run(config, workdir: str | None, mode: str) -> None:
   report.note(f'JAX: {jax.process_count()} process(es), {jax.device_count()} device(s) '
               f'({jax.local_device_count()} per process: {jax.devices()[0].device_kind}).')
 
-  report.import_tensorflow_quietly()
+  quiet.import_tensorflow()
   from ssd_jax import train  # pylint: disable=g-import-not-at-top
   if mode == 'train':
     train.train_and_evaluate(config, workdir)

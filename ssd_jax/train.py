@@ -9,7 +9,6 @@ is normalized by the number of positives of the whole global batch.
 import contextlib
 import dataclasses
 import functools
-import json
 import os
 import time
 from typing import Any
@@ -33,17 +32,18 @@ from ssd_jax import config_keys
 from ssd_jax import describe
 from ssd_jax import errors
 from ssd_jax import evaluation
-from ssd_jax import file_io
 from ssd_jax import losses
 from ssd_jax import models
 from ssd_jax import postprocess
 from ssd_jax import pretrained
 from ssd_jax import report
+from ssd_jax import run_files
 from ssd_jax import visualize
 from ssd_jax import workdir as workdir_lib
 from ssd_jax.data import input_pipeline
 from ssd_jax.evaluation import label_spaces
 from ssd_jax.evaluation import plots
+from ssd_jax.evaluation import scored_data
 
 STEP_KEYS = ('image', 'boxes', 'labels', 'mask')  # What the train step reads from a batch.
 
@@ -227,19 +227,6 @@ def global_batch(local: dict[str, np.ndarray], mesh: jax.sharding.Mesh, keys) ->
           for k in keys}
 
 
-def _encode_ids(ids: np.ndarray) -> np.ndarray:
-  """Image ids (int or bytes) -> a fixed-size numeric array that can cross processes."""
-  if ids.dtype.kind in 'iu':
-    return ids.astype(np.int64)
-  return np.asarray(ids, dtype='S64').view(np.uint8).reshape(len(ids), 64)
-
-
-def _decode_ids(ids: np.ndarray) -> np.ndarray:
-  if ids.ndim == 1:
-    return ids
-  return np.ascontiguousarray(ids).view('S64').reshape(-1)
-
-
 def create_evaluator(config: ml_collections.ConfigDict, info):
   """The evaluator for `config.eval.metric` ('voc07', 'voc' or 'coco')."""
   metric = config.eval.metric
@@ -254,6 +241,9 @@ def score_split(config, variables, eval_fn, mesh, info, *, num_images_to_draw=0,
                 evaluator=None):
   """Runs the eval split through `eval_fn`; returns (EvalResult, drawn preview images).
 
+  The result's `data` records what was scored (`run_files.data_record`: data set, split,
+  number of images, sha256 of the ground truth).
+
   `evaluator` (default: `create_evaluator`'s) receives every batch; a caller that passes one
   can read what it accumulated afterwards.
 
@@ -263,16 +253,18 @@ def score_split(config, variables, eval_fn, mesh, info, *, num_images_to_draw=0,
   """
   if evaluator is None:
     evaluator = create_evaluator(config, info)
+  fingerprint = scored_data.Fingerprint()
   label_map = label_spaces.detection_label_map(config, info, training=False)
   previews = []
   keys = ('boxes', 'labels', 'mask', 'difficult', 'crowd', 'orig_size', 'example_mask')
   for local in tfds.as_numpy(input_pipeline.create_eval_dataset(config)):
     detections = eval_fn(variables, global_batch(local, mesh, ('image',)))
     host = {k: local[k] for k in keys}
-    host['image_id'] = _encode_ids(local['image_id'])
+    host['image_id'] = scored_data.encode_ids(local['image_id'])
     host, detections = multihost_utils.process_allgather((host, detections), tiled=True)
     host = {k: np.asarray(v) for k, v in host.items()}
-    host['image_id'] = _decode_ids(host['image_id'])
+    host['image_id'] = scored_data.decode_ids(host['image_id'])
+    fingerprint.add_batch(host)
     detections = label_spaces.map_detections(
         {k: np.asarray(v) for k, v in detections.items()}, label_map)
     evaluator.add_batch(host, detections)
@@ -281,66 +273,9 @@ def score_split(config, variables, eval_fn, mesh, info, *, num_images_to_draw=0,
                                     config.input.std_rgb)
       previews.append(visualize.draw_example(image, local['boxes'],
                                              local['mask'], detections, i, info.class_names))
-  return evaluator.evaluate(), previews
-
-
-def write_eval(workdir: str, step: int, result, writer, metric: str,
-               elapsed_s: float | None = None) -> None:
-  """Prints the per-class table; merges into <workdir>/eval/step_<N>.json; TensorBoard scalars.
-
-  The file keeps every metric computed for the step under `by_metric[<metric>]`; its top level
-  (`metric`, `metrics`, per-class counts) is the metric it was first written with (the training
-  run's), and is updated only by a new evaluation with that same metric. `elapsed_s` (the
-  training run's wall seconds at this evaluation) is set by training (a resumed run that
-  evaluates the step again replaces it, as it replaces the metrics) and kept by eval mode.
-  """
-  table = evaluation.format_table(result.metrics, result.class_names, result.num_ground_truth,
-                                  result.num_detections)
-  report.note(f'Evaluation at step {step}:\n{table}')
-  if jax.process_index() != 0:
-    return
-  os.makedirs(os.path.join(workdir, 'eval'), exist_ok=True)
-  path = os.path.join(workdir, 'eval', f'step_{step}.json')
-  doc = evaluation.to_json_dict(result, step=step, metric=metric)
-  try:
-    with open(path) as f:
-      old = json.load(f)
-  except (FileNotFoundError, ValueError):
-    old = None
-  first = old is None or old.get('metric') == metric  # (files of older versions: no 'metric')
-  if not first:
-    doc = old
-  if elapsed_s is not None and first:
-    doc['elapsed_s'] = round(elapsed_s, 1)
-  elif (old or {}).get('elapsed_s') is not None:
-    doc['elapsed_s'] = old['elapsed_s']
-  doc['by_metric'] = (old or {}).get('by_metric', {})
-  doc['by_metric'][metric] = evaluation.to_json_dict(result)
-  file_io.write_text(path, json.dumps(doc, indent=2))  # never a partial file
-  prefix = 'eval' if first else f'eval_{metric}'
-  writer.write_scalars(step, {f'{prefix}/{k}': v for k, v in result.metrics.items()
-                              if np.isfinite(v)})
-
-
-def write_config(workdir: str, config: ml_collections.ConfigDict, step: int | None) -> None:
-  """Writes <workdir>/config.json; a different previous one is kept as config.<step>.json.
-
-  Called after the restore (and its signature check) passed, so a rejected run changes nothing.
-  """
-  if jax.process_index() != 0:
-    return
-  path = os.path.join(workdir, 'config.json')
-  text = config.to_json_best_effort(indent=2)
-  if os.path.exists(path):
-    with open(path) as f:
-      old = f.read()
-    if old == text:
-      return
-    kept, n = os.path.join(workdir, f'config.{step or 0}.json'), 1
-    while os.path.exists(kept):
-      kept, n = os.path.join(workdir, f'config.{step or 0}.{n}.json'), n + 1
-    file_io.write_text(kept, old)
-  file_io.write_text(path, text)
+  result = evaluator.evaluate()
+  result.data = run_files.data_record(config, info, fingerprint)
+  return result, previews
 
 
 def initialize_from(state: TrainState, config: ml_collections.ConfigDict,
@@ -420,7 +355,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   mesh, info, train_fn, eval_fn, manager = (run.mesh, run.info, run.train_fn, run.eval_fn,
                                             run.manager)
   state, start_step = checkpoints.restore(manager, run.state, run.signature)
-  write_config(workdir, config, start_step)
+  run_files.write_config(workdir, config, start_step)
   if start_step is not None:
     report.note(f'Resuming from the checkpoint of step {start_step} in {workdir}.')
   # Wall time of earlier (resumed) runs: that of the last evaluation up to start_step.
@@ -466,8 +401,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
                                      num_images_to_draw=4)
       report.note(f'Evaluated step {step} in {time.perf_counter() - eval_started:.1f} s.')
       metrics = result.metrics
-      write_eval(workdir, step, result, writer, config.eval.metric,
-                 elapsed_s=time.perf_counter() - started)
+      run_files.write_eval(workdir, step, result, writer, config.eval.metric,
+                           elapsed_s=time.perf_counter() - started)
       if jax.process_index() == 0:
         plots.save_learning_curve(eval_dir, os.path.join(workdir, 'learning_curve.png'))
         if previews:
@@ -484,6 +419,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Restores `config.eval_step` (default: the latest) from `workdir` and evaluates it.
 
+  The result goes to `eval/step_<N>.json` when `config` evaluates the run's own validation
+  data (that of its config.json), else to `eval/<tag>/step_<N>.json` (`run_files`).
   A missing or empty `workdir` is a UserError and creates nothing; holds the workdir lock.
   """
   config_keys.check_settings(config, training=False)
@@ -498,7 +435,8 @@ def _evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dic
   state, step = checkpoints.restore(run.manager, run.state, run.signature, config.eval_step)
   if step is None:
     raise errors.UserError(f'No readable checkpoint left to evaluate in {run.manager.directory}.')
+  own = run_files.is_own_data(workdir, config)
   result, _ = score_split(config, state.variables, run.eval_fn, run.mesh, run.info)
-  write_eval(workdir, step, result, writer, config.eval.metric)
+  run_files.write_eval(workdir, step, result, writer, config.eval.metric, own=own)
   writer.flush()
   return result.metrics

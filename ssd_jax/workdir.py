@@ -1,4 +1,8 @@
-"""The run's folder: checks before a run touches it, one run at a time, atomic file writes.
+"""The run's folder: checks before a run touches it, one run at a time (the lock).
+
+The other operational safety code has one module each: atomic file writes in `file_io`,
+damaged checkpoint steps in `checkpoint_damage`, library log silencing in `quiet`; the files
+a run writes besides checkpoints in `run_files`.
 
 The lock is a file `<workdir>/lock` created with `O_CREAT | O_EXCL` (atomic on local
 filesystems and on NFSv3+) holding the holder's host, PID and start time; process 0 of a run

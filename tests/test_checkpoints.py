@@ -1,14 +1,20 @@
 """Checkpoint retention across restarts (no training: a tiny state saved by the real manager)."""
 
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from configs import smoke
+from ssd_jax import checkpoint_damage
 from ssd_jax import checkpoints
 from ssd_jax import errors
 from tests import model_setup
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def signature(config):
@@ -66,7 +72,7 @@ def test_a_reader_skips_a_damaged_step_and_leaves_it_in_place(tmp_path, capsys):
   np.testing.assert_array_equal(restored['w'], state['w'])
   assert sorted(manager.all_steps()) == [1, 2] and not (tmp_path / 'checkpoints_corrupt').exists()
   out = capsys.readouterr().out
-  assert f'Checkpoint step 2 is unreadable: {damaged}:' in out
+  assert f"Checkpoint step 2 is unreadable: {tmp_path / 'checkpoints' / '2' / 'state'}:" in out
   assert 'Left it in place; using step 1.' in out
 
 
@@ -81,3 +87,77 @@ def test_a_signature_key_the_checkpoint_lacks_is_a_mismatch():
                      r'checkpoint has 0.25, config has 0.125; optimizer.ema: not in the '
                      r'checkpoint, config has False;'):
     checkpoints.check_signature(saved, signature(config), 'run')
+
+
+def test_a_restore_that_does_not_fit_is_not_damage(tmp_path):
+  """The step reads back as saved: the error propagates and the step stays."""
+  config = smoke.get_config()
+  manager = checkpoints.create_manager(str(tmp_path), config)
+  checkpoints.save(manager, 1, {'w': np.zeros(3, np.float32)}, signature(config))
+  checkpoints.wait_until_finished(manager)
+  with pytest.raises(Exception) as raised:
+    checkpoints.restore(manager, {'w': np.zeros(3, np.float32), 'v': np.zeros(2, np.float32)},
+                        signature(config))
+  assert not isinstance(raised.value, errors.UserError)
+  assert sorted(manager.all_steps()) == [1] and not (tmp_path / 'checkpoints_corrupt').exists()
+  assert checkpoint_damage.find_damage(str(tmp_path / 'checkpoints' / '1')) is None
+
+
+def test_the_step_layout_that_damage_checks_rely_on(tmp_path):
+  """Pins orbax's files: JSON where checkpoint_damage parses JSON, known binary files else.
+
+  Fails when orbax adds a file kind (then `checkpoint_damage.json_files` must learn it).
+  """
+  config = smoke.get_config()
+  manager = checkpoints.create_manager(str(tmp_path), config)
+  checkpoints.save(manager, 1, {'w': np.arange(64, dtype=np.float32)}, signature(config),
+                   metrics={'mAP': 0.5})
+  checkpoints.wait_until_finished(manager)
+  step_dir = str(tmp_path / 'checkpoints' / '1')
+  files = {os.path.join(root, n) for root, _, names in os.walk(step_dir) for n in names}
+  parsed = checkpoint_damage.json_files(step_dir)
+  for path in parsed:
+    with open(path) as f:
+      json.load(f)
+  assert {os.path.relpath(p, step_dir) for p in parsed} >= {
+      '_CHECKPOINT_METADATA', 'meta/metadata', 'metrics/metrics', 'state/_METADATA'}
+  for path in files - set(parsed):
+    name = os.path.basename(path)
+    assert (name in ('commit_success.txt', 'manifest.ocdbt') or
+            os.path.basename(os.path.dirname(path)) == 'd'), path
+    if name == 'commit_success.txt':  # A marker, not JSON.
+      with open(path) as f:
+        assert not f.read().lstrip().startswith(('{', '['))
+
+
+_SAVE_ON_TWO_DEVICES = """
+import sys
+import jax, jax.numpy as jnp, numpy as np
+from configs import smoke
+from ssd_jax import anchors, checkpoints, models
+config = smoke.get_config()
+mesh = jax.sharding.Mesh(np.array(jax.devices()), ('data',))
+state = {'w': jax.device_put(jnp.arange(8.0), jax.sharding.NamedSharding(
+    mesh, jax.sharding.PartitionSpec('data')))}
+manager = checkpoints.create_manager(sys.argv[1], config)
+checkpoints.save(manager, 1, state,
+                 checkpoints.model_signature(config, anchors.from_config(config, models.map_sizes_at(config.model))))
+checkpoints.wait_until_finished(manager)
+"""
+
+
+@pytest.mark.slow
+def test_a_step_of_another_device_count_is_not_damage(tmp_path):
+  """Read back on 1 device, a step saved over 2: readable (a raw orbax restore would refuse)."""
+  env = dict(os.environ, JAX_PLATFORMS='cpu',
+             XLA_FLAGS='--xla_force_host_platform_device_count=2')
+  subprocess.run([sys.executable, '-c', _SAVE_ON_TWO_DEVICES, str(tmp_path)], cwd=REPO,
+                 env=env, check=True, timeout=300, capture_output=True)
+  step_dir = str(tmp_path / 'checkpoints' / '1')
+  assert checkpoint_damage.find_damage(step_dir) is None
+  arrays = [os.path.join(root, n) for root, _, names in os.walk(os.path.join(step_dir, 'state'))
+            if os.path.basename(root) == 'd' for n in names]
+  for path in arrays:
+    with open(path, 'r+b') as f:
+      f.truncate(os.path.getsize(path) // 2)
+  assert checkpoint_damage.find_damage(step_dir)[0] == os.path.join(step_dir, 'state')

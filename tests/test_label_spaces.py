@@ -138,8 +138,13 @@ def test_eval_of_a_converted_torchvision_workdir_on_coco_folder_matches_pycocoto
   np.testing.assert_allclose(metrics['mAP'], evaluator.stats[0], rtol=1e-6)
   np.testing.assert_allclose(metrics['AP50'], evaluator.stats[1], rtol=1e-6)
 
-  with open(os.path.join(workdir, 'eval', 'step_0.json')) as f:
+  # Not the data of the workdir's config.json (COCO): a folder of its own, named by the data.
+  assert not os.path.exists(os.path.join(workdir, 'eval', 'step_0.json'))
+  [folder] = os.listdir(os.path.join(workdir, 'eval'))
+  with open(os.path.join(workdir, 'eval', folder, 'step_0.json')) as f:
     written = json.load(f)
+  assert folder == f"coco_folder-val2017-{written['data']['fingerprint'][:8]}"
+  assert written['data']['num_images'] == 2
   # Rows are the data set's classes only; 'N/A' detections were dropped, none counted.
   assert written['num_ground_truth'] == {'person': 0, 'car': 2, 'train': 0}
   assert written['num_detections'] == {name: labels.count(c) for name, c in

@@ -69,14 +69,14 @@ class _Writer:
 
 
 def test_elapsed_s_is_set_by_training_and_kept_by_eval_mode(tmp_path):
-  from ssd_jax import train  # pylint: disable=g-import-not-at-top  # imports TensorFlow
+  from ssd_jax import run_files  # pylint: disable=g-import-not-at-top  # imports TensorFlow
   from ssd_jax.evaluation import result as result_lib  # pylint: disable=g-import-not-at-top
   def result(mAP):
     return result_lib.EvalResult({'mAP': mAP, 'AP/a': mAP}, ('a',), {'a': 1}, {'a': 1})
   workdir = str(tmp_path)
-  train.write_eval(workdir, 8, result(0.1), _Writer(), 'voc07', elapsed_s=30.04)
+  run_files.write_eval(workdir, 8, result(0.1), _Writer(), 'voc07', elapsed_s=30.04)
   assert plots.read_curve(os.path.join(workdir, 'eval')) == [(8, 30.0, 0.1)]
-  train.write_eval(workdir, 8, result(0.2), _Writer(), 'voc07')  # eval mode: no time
+  run_files.write_eval(workdir, 8, result(0.2), _Writer(), 'voc07')  # eval mode: no time
   assert plots.read_curve(os.path.join(workdir, 'eval')) == [(8, 30.0, 0.2)]
-  train.write_eval(workdir, 8, result(0.3), _Writer(), 'voc07', elapsed_s=45.0)  # resumed run
+  run_files.write_eval(workdir, 8, result(0.3), _Writer(), 'voc07', elapsed_s=45.0)  # resumed run
   assert plots.read_curve(os.path.join(workdir, 'eval')) == [(8, 45.0, 0.3)]

@@ -20,6 +20,7 @@ from ssd_jax import checkpoints
 from ssd_jax import errors
 from ssd_jax import models
 from ssd_jax import pretrained
+from ssd_jax import run_files
 from ssd_jax import train
 from ssd_jax.data import input_pipeline
 from ssd_jax.evaluation import plots
@@ -307,7 +308,8 @@ def test_eval_falls_back_from_a_truncated_array_file(trained, data_dir, tmp_path
   train.evaluate_checkpoint(smoke_config(data_dir), copy)
   out = capsys.readouterr().out
   moved = os.path.join(copy, 'checkpoints_corrupt', '8')
-  assert f'Checkpoint step 8 is unreadable: {damaged}:' in out
+  item = os.path.join(copy, 'checkpoints', '8', 'state')
+  assert f'Checkpoint step 8 is unreadable: {item}:' in out
   assert f'Moved it to {moved}; using step 4.' in out
   assert 'Evaluation at step 4' in out and 'Evaluation at step 8' not in out
   assert os.path.isfile(damaged.replace(os.path.join('checkpoints', '8'),
@@ -383,7 +385,7 @@ def test_a_second_run_on_a_workdir_is_refused(data_dir, tmp_path):
 
 def test_a_full_disk_while_writing_json_names_the_file(data_dir, tmp_path, monkeypatch):
   config = smoke_config(data_dir)
-  train.write_config(str(tmp_path), config, None)
+  run_files.write_config(str(tmp_path), config, None)
   path = os.path.join(tmp_path, 'config.json')
   with open(path) as f:
     before = f.read()
@@ -395,7 +397,7 @@ def test_a_full_disk_while_writing_json_names_the_file(data_dir, tmp_path, monke
   config.num_train_steps = 99
   with pytest.raises(errors.UserError, match=(
       rf'cannot write {tmp_path}/config.8.json: disk full \(\d+\.\d MiB free')):
-    train.write_config(str(tmp_path), config, 8)
+    run_files.write_config(str(tmp_path), config, 8)
   with open(path) as f:
     assert f.read() == before
   assert os.listdir(tmp_path) == ['config.json']  # no temporary file left
@@ -473,3 +475,46 @@ def test_a_config_error_writes_nothing_into_the_workdir(data_dir, tmp_path):
   with pytest.raises(errors.UserError, match='not among the model'):
     train.train_and_evaluate(bad, workdir)
   assert os.listdir(workdir) == []
+
+
+@pytest.mark.slow
+def test_evaluations_on_other_data_keep_the_runs_own(trained, data_dir, tmp_path):
+  """One checkpoint scored on two other data sets: three files, each naming what it scored."""
+  workdir, metrics = trained
+  copy = str(tmp_path / 'copy')
+  shutil.copytree(workdir, copy)
+  own_path = os.path.join(copy, 'eval', 'step_8.json')
+  with open(own_path) as f:
+    own_text = f.read()
+  own = json.loads(own_text)
+  seeded = smoke_config(data_dir, **{'input.shapes_seed': 4242})
+  train_split = smoke_config(data_dir, **{'input.eval_split': 'train'})
+  other = {'seed': train.evaluate_checkpoint(seeded, copy),
+           'train': train.evaluate_checkpoint(train_split, copy)}
+  with open(own_path) as f:
+    assert f.read() == own_text  # The run's own result is untouched.
+  folders = sorted(n for n in os.listdir(os.path.join(copy, 'eval'))
+                   if os.path.isdir(os.path.join(copy, 'eval', n)))
+  docs = {}
+  for folder in folders:
+    assert os.listdir(os.path.join(copy, 'eval', folder)) == ['step_8.json']
+    with open(os.path.join(copy, 'eval', folder, 'step_8.json')) as f:
+      doc = json.load(f)
+    assert folder == (f"shapes-{doc['data']['split']}-{doc['data']['fingerprint'][:8]}")
+    docs['seed' if doc['data']['config']['input.shapes_seed'] == 4242 else 'train'] = doc
+  assert len(folders) == 2 and set(docs) == {'seed', 'train'}
+  for name, config in (('seed', seeded), ('train', train_split)):
+    info = input_pipeline.get_dataset_info(config)
+    assert docs[name]['data']['num_images'] == info.num_eval_examples
+    assert docs[name]['metrics']['mAP'] == pytest.approx(other[name]['mAP'])
+  assert own['data']['num_images'] == smoke.get_config().input.shapes_num_validation
+  assert (docs['seed']['data']['split'], docs['train']['data']['split']) == ('validation', 'train')
+  assert docs['train']['data']['num_images'] == smoke.get_config().input.shapes_num_train
+  assert own['metrics']['mAP'] == pytest.approx(metrics['mAP'])
+  assert len({own['data']['fingerprint'], docs['seed']['data']['fingerprint'],
+              docs['train']['data']['fingerprint']}) == 3
+  # The run's own data again: its file, same ground truth; the curve reads only those files.
+  train.evaluate_checkpoint(smoke_config(data_dir), copy)
+  with open(own_path) as f:
+    assert json.load(f)['data'] == own['data']
+  assert [s for s, _, _ in plots.read_curve(os.path.join(copy, 'eval'))] == [4, 8]

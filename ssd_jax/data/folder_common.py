@@ -15,7 +15,7 @@ from ssd_jax import errors
 from ssd_jax import image_files
 from ssd_jax import report as report_lib
 from ssd_jax.data import problems
-from ssd_jax.data import tfds_quiet  # pylint: disable=unused-import  (installs its filter)
+from ssd_jax import quiet  # pylint: disable=unused-import  (installs its log filter)
 
 
 class DataError(errors.UserError):

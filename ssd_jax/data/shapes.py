@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from ssd_jax.data import shapes_draw
-from ssd_jax.data import tfds_quiet  # pylint: disable=unused-import  (installs its filter)
+from ssd_jax import quiet  # pylint: disable=unused-import  (installs its log filter)
 
 CLASS_NAMES = shapes_draw.CLASS_NAMES
 

@@ -30,6 +30,9 @@ class EvalResult:
   num_detections: dict[str, int]
   curves: dict[str, list[Curve]] = dataclasses.field(default_factory=dict)
   summary: str = ''  # pycocotools' summarize() printout (COCO only).
+  # What was scored (`run_files.data_record`: data set, split, images, ground truth sha256);
+  # None where the caller did not record it.
+  data: dict | None = None
 
 
 def _format_value(value) -> str:
