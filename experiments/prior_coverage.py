@@ -15,13 +15,13 @@ threshold. Runs in seconds on a CPU; no model is built.
 
 import json
 
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 import numpy as np
 import tensorflow_datasets as tfds
 
 from ssd_jax import anchors
+from ssd_jax import cli
 from ssd_jax import config_keys
 from ssd_jax.data import input_pipeline
 
@@ -73,4 +73,4 @@ def main(argv):
 if __name__ == '__main__':
   define_flags()
   flags.mark_flags_as_required(['config'])
-  app.run(main)
+  cli.run(main)

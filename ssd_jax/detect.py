@@ -1,7 +1,7 @@
 r"""Command line: run a trained (or converted) detector on image files.
 
   python -m ssd_jax.detect --workdir=<dir> [--step=N] <images or folders...> \
-      --output=dets.json [--draw=<folder>] [--score-threshold=0.3] [--batch-size=8]
+      --output=dets.json [--draw=<folder>] [--score_threshold=0.3] [--batch_size=8]
 
 Restores the checkpoint (default: the latest) with the workdir's saved config.json, and runs
 the evaluation path on every image: the eval preprocessing (resize to the model's input,
@@ -10,7 +10,7 @@ output is a COCO results list in original-image pixels: per detection `image` (t
 stem), `image_id` (the stem, an integer if all digits: COCO's file names are their ids, so
 `ssd_jax.evaluate --metric=coco` scores the file), `file_name`, `category_id` (the model's
 label, numbered as the config's class list), `category` (its name), `bbox` [x, y, width,
-height] and `score`, for scores >= --score-threshold. JPEG, PNG (and whatever else Pillow
+height] and `score`, for scores >= --score_threshold. JPEG, PNG (and whatever else Pillow
 reads) of any size, greyscale or RGBA (alpha dropped). Files in a folder that are not images
 are skipped, named and counted; if none can be read the command fails. --draw writes each
 image with its boxes to a new folder. Outputs appear only when complete. One process (single
@@ -23,7 +23,6 @@ import os
 import shutil
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 import jax
@@ -31,6 +30,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
+from ssd_jax import cli
 from ssd_jax import errors
 from ssd_jax import report
 
@@ -46,10 +46,10 @@ def define_flags() -> None:
   flags.DEFINE_integer('step', None, 'Checkpoint step; default: the latest.')
   flags.DEFINE_string('output', None, 'Detections json to write (COCO results list).')
   flags.DEFINE_string('draw', None, 'Folder to create with each image and its detections drawn.')
-  flags.DEFINE_float('score-threshold', 0.3, 'Keep detections with at least this score.')
-  flags.DEFINE_integer('batch-size', 8, 'Images per forward pass.')
+  flags.DEFINE_float('score_threshold', 0.3, 'Keep detections with at least this score.')
+  flags.DEFINE_integer('batch_size', 8, 'Images per forward pass.')
   flags.mark_flags_as_required(['workdir', 'output'])
-
+  cli.define_verbose()
 
 
 def list_files(paths) -> list[str]:
@@ -82,25 +82,8 @@ def read_image(path: str) -> np.ndarray | None:
     return None
 
 
-def with_defaults(saved: dict, defaults: dict) -> dict:
-  """`saved` (nested dicts) with the keys it lacks taken from `defaults`; saved values win."""
-  merged = dict(saved)
-  for key, value in defaults.items():
-    if key not in merged:
-      merged[key] = value
-    elif isinstance(value, dict) and isinstance(merged[key], dict):
-      merged[key] = with_defaults(merged[key], value)
-  return merged
-
-
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a workdir was trained (or converted) with: <workdir>/config.json.
-
-  Keys added to configs/default.py after the workdir was written take their default values
-  (each new key's default is the behaviour from before it existed); keys the default does
-  not know are kept.
-  """
-  from configs import default  # pylint: disable=g-import-not-at-top
+  """The config a workdir was trained (or converted) with: <workdir>/config.json."""
   path = os.path.join(workdir, 'config.json')
   if not os.path.isfile(path):
     raise errors.UserError(f'--workdir={workdir} has no config.json; give a training workdir '
@@ -112,7 +95,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
       raise errors.UserError(f'{path}: not valid JSON ({e}).') from None
   if not isinstance(saved, dict):
     raise errors.UserError(f'{path}: not a config (a JSON object).')
-  return ml_collections.ConfigDict(with_defaults(saved, default.get_config().to_dict()))
+  return ml_collections.ConfigDict(saved)
 
 
 class Detector:
@@ -205,7 +188,7 @@ def detect_files(workdir: str, paths, output: str, *, step=None, draw=None,
   if draw and os.path.lexists(draw):
     raise errors.UserError(f'--draw={draw} exists; give a new folder.')
   if batch_size < 1:
-    raise errors.UserError(f'--batch-size={batch_size}; it must be at least 1.')
+    raise errors.UserError(f'--batch_size={batch_size}; it must be at least 1.')
   files = list_files(paths)
   detector = Detector(workdir, step)
   batch_size = -(-batch_size // detector.devices) * detector.devices
@@ -264,10 +247,10 @@ def main(argv):
   report.import_tensorflow_quietly()
   errors.run_command(PROG, lambda: detect_files(
       FLAGS.workdir, argv[1:], FLAGS.output, step=FLAGS.step, draw=FLAGS.draw,
-      score_threshold=FLAGS['score-threshold'].value,
-      batch_size=FLAGS['batch-size'].value))
+      score_threshold=FLAGS.score_threshold,
+      batch_size=FLAGS.batch_size))
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run(main)

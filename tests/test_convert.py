@@ -168,7 +168,7 @@ def test_torchvision_ssd300_conversion(tmp_path):
   path = str(tmp_path / 'ssd300.safetensors')
   st.save_file(state, path)
   out = str(tmp_path / 'workdir')
-  convert.convert('torchvision-ssd300', path, out)
+  convert.convert('torchvision-ssd300', path, out, torchvision_ssd300.get_config())
   assert os.path.exists(os.path.join(out, 'config.json'))
   config = torchvision_ssd300.get_config()
   params = pretrained.load(out)
@@ -344,7 +344,9 @@ def test_command_errors_are_one_line(case, tmp_path):
     except ImportError:
       pass
     source, pattern = 'vgg16', r'vgg16\.pth: reading a PyTorch file needs torch'
-  result = command_line.run('ssd_jax.convert', source, f'--input={path}', f'--output={out}')
+  config = ['--config=configs/torchvision_ssd300.py'] if source == 'torchvision-ssd300' else []
+  result = command_line.run('ssd_jax.convert', source, f'--input={path}', f'--output={out}',
+                            *config)
   command_line.assert_one_error_line(result, 'ssd_jax.convert', pattern)
   assert not os.path.exists(out)
 

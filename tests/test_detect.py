@@ -169,7 +169,7 @@ def test_command_skips_non_images_and_reads_a_workdir_a_run_holds(workdir, image
     with open(lock_path) as f:
       held = f.read()
     result = command_line.run('ssd_jax.detect', f'--workdir={workdir[0]}', f'--output={output}',
-                              '--score-threshold=0.12', images)
+                              '--score_threshold=0.12', images)
     with open(lock_path) as f:
       assert f.read() == held  # Untouched: still the run's.
   assert result.returncode == 0, result.stderr
@@ -191,23 +191,3 @@ def test_command_on_a_workdir_without_checkpoints_is_one_line(workdir, images, t
   command_line.assert_one_error_line(result, 'ssd_jax.detect',
                                      f'--workdir={empty} has no checkpoints/ folder')
   assert not os.path.exists(output)
-
-
-def test_a_config_json_from_before_newer_keys_takes_their_defaults(workdir, images, tmp_path):
-  old = str(tmp_path / 'old')
-  shutil.copytree(workdir[0], old)
-  path = os.path.join(old, 'config.json')
-  with open(path) as f:
-    saved = json.load(f)
-  del saved['model']['vgg_convs'], saved['optimizer']['ema_decay']
-  del saved['input']['category_ids']
-  saved['model']['retired_key'] = 'kept'
-  with open(path, 'w') as f:
-    json.dump(saved, f)
-  config = detect.load_config(old)
-  assert list(config.model.vgg_convs) == [2, 2, 3, 3, 3]  # VGG16, as before the key existed
-  assert config.optimizer.ema_decay is None and config.input.category_ids is None
-  assert config.model.width == 0.125 and config.model.input_size == 96  # saved values win
-  assert config.model.retired_key == 'kept'
-  results = detect.detect_files(old, [os.path.join(images, 'b.png')], str(tmp_path / 'd.json'))
-  assert isinstance(results, list)
