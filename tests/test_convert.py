@@ -323,6 +323,7 @@ def test_of_two_concurrent_writers_of_one_folder_the_second_fails_and_keeps_noth
   assert os.listdir(tmp_path) == ['out'] and os.listdir(out) == ['theirs']
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('case', ['missing_input', 'another_architecture', 'pth_without_torch'])
 def test_command_errors_are_one_line(case, tmp_path):
   """`python -m ssd_jax.convert` itself: exit status 1, one error line, no traceback, no

@@ -160,6 +160,7 @@ def test_bad_input_is_one_clear_error(workdir, images, tmp_path, monkeypatch, pr
   assert not os.path.exists(output)
 
 
+@pytest.mark.slow
 def test_command_skips_non_images_and_reads_a_workdir_a_run_holds(workdir, images, tmp_path):
   """`python -m ssd_jax.detect` while a training run holds the workdir lock: detect takes no
   lock (it reads the newest complete checkpoint), names and counts the non-image, exits 0."""
@@ -182,6 +183,7 @@ def test_command_skips_non_images_and_reads_a_workdir_a_run_holds(workdir, image
         os.path.join(images, n) for n in os.listdir(images) if n != 'notes.txt'}
 
 
+@pytest.mark.slow
 def test_command_on_a_workdir_without_checkpoints_is_one_line(workdir, images, tmp_path):
   empty = tmp_path / 'run'
   empty.mkdir()

@@ -15,6 +15,7 @@ from unittest import mock
 from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
+import pytest
 
 from ssd_jax import errors
 from ssd_jax import evaluate
@@ -133,6 +134,7 @@ class VocCommandTest(parameterized.TestCase):
     return path
 
   @parameterized.parameters('voc07', 'voc')
+  @pytest.mark.slow
   def test_command_matches_reference(self, metric):
     out = os.path.join(self.tmp, 'out', 'metrics.json')
     plots = os.path.join(self.tmp, 'plots')
@@ -154,6 +156,7 @@ class VocCommandTest(parameterized.TestCase):
     self.assertEqual(sum(written['num_detections'].values()), len(self.detections))
     self.assertEqual(sorted(os.listdir(plots)), ['pr_bird.png', 'pr_cat.png', 'pr_dog.png'])
 
+  @pytest.mark.slow
   def test_empty_detections_give_zero_with_warning(self):
     out = os.path.join(self.tmp, 'metrics.json')
     rc, _, stderr = run_command(
@@ -164,6 +167,7 @@ class VocCommandTest(parameterized.TestCase):
     with open(out) as f:
       self.assertEqual(json.load(f)['metrics']['mAP'], 0.0)
 
+  @pytest.mark.slow
   def test_bad_input_exits_with_message_not_traceback(self):
     bad = self.write_json('bad.json', [{**self.detections[0], 'image_id': '000099'}])
     rc, _, stderr = run_command(f'--ground_truth={self.devkit}', f'--detections={bad}',
@@ -174,6 +178,7 @@ class VocCommandTest(parameterized.TestCase):
     self.assertNotIn('Traceback', stderr)
     self.assertLen(stderr.splitlines(), 1)
 
+  @pytest.mark.slow
   def test_deep_json_exits_with_one_line(self):
     # In a real process (the full interpreter stack): RecursionError was a 1000-line traceback.
     deep = os.path.join(self.tmp, 'deep.json')
@@ -475,6 +480,7 @@ class VocBadFilesTest(absltest.TestCase):
 
 class CocoCommandTest(absltest.TestCase):
 
+  @pytest.mark.slow
   def test_command_matches_pycocotools(self):
     dataset, detections = test_evaluation_coco.make_dataset(2)
     with tempfile.TemporaryDirectory() as tmp:

@@ -89,6 +89,7 @@ def _crafted_torchvision_state() -> dict:
   return state
 
 
+@pytest.mark.slow
 def test_eval_of_a_converted_torchvision_workdir_on_coco_folder_matches_pycocotools(
     tmp_path, monkeypatch):
   path = str(tmp_path / 'ssd300.safetensors')

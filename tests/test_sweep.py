@@ -78,6 +78,7 @@ def swept(base, tmp_path_factory):
   return workdir, first, rows, outputs, results_after_first
 
 
+@pytest.mark.slow
 def test_a_single_variant_runs_alone(swept):
   _, first, _, outputs, (_, markdown, one_box_started) = swept
   assert first is None  # the sweep is not finished after variant 0
@@ -87,6 +88,7 @@ def test_a_single_variant_runs_alone(swept):
   assert 'Not finished yet: one_box' in markdown
 
 
+@pytest.mark.slow
 def test_rerun_trains_only_the_unfinished_variant_and_resumes_it(swept):
   workdir, _, rows, outputs, results_after_first = swept
   crashed, rerun = outputs[1], outputs[2]
@@ -99,6 +101,7 @@ def test_rerun_trains_only_the_unfinished_variant_and_resumes_it(swept):
   assert rows is not None and [r['variant'] for r in rows] == ['config', 'one_box']
 
 
+@pytest.mark.slow
 def test_results_files_have_one_row_per_variant(swept):
   workdir, _, rows, _, _ = swept
   with open(os.path.join(workdir, 'results.csv')) as f:
@@ -124,6 +127,7 @@ def test_results_files_have_one_row_per_variant(swept):
   assert _read(os.path.join(workdir, 'results.png')).startswith(b'\x89PNG')
 
 
+@pytest.mark.slow
 def test_prior_counts_equal_the_models(swept, base):
   workdir, *_ = swept
   with open(os.path.join(workdir, 'results.csv')) as f:
@@ -139,6 +143,7 @@ def test_prior_counts_equal_the_models(swept, base):
   assert int(table['one_box']['priors']) == 144 + 36 + 9 + 4
 
 
+@pytest.mark.slow
 def test_positives_per_object_counts_default_boxes_over_the_threshold(swept, base):
   """The column equals a brute-force count over the validation ground truth."""
   from experiments import prior_coverage  # pylint: disable=g-import-not-at-top
@@ -154,6 +159,7 @@ def test_positives_per_object_counts_default_boxes_over_the_threshold(swept, bas
   assert float(table['config']['positives_per_object']) == pytest.approx(np.mean(hits))
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_overwrites_nothing(swept, base, monkeypatch, tmp_path):
   workdir, *_ = swept
   before = {n: _read(os.path.join(workdir, n)) for n in ('results.csv', 'sweep.json')}
@@ -182,6 +188,7 @@ def test_bad_input_is_one_line_and_overwrites_nothing(swept, base, monkeypatch, 
   assert os.listdir(tmp_path / 'other') == ['checkpoints']
 
 
+@pytest.mark.slow
 def test_collect_only_tabulates(swept, base, monkeypatch):
   workdir, *_ = swept
   monkeypatch.setattr(sweep, '_train', lambda *a: pytest.fail('collect trained'))
@@ -189,6 +196,7 @@ def test_collect_only_tabulates(swept, base, monkeypatch):
   assert [r['variant'] for r in rows] == ['config', 'one_box']
 
 
+@pytest.mark.slow
 def test_command_line_error_is_one_line(tmp_path):
   result = subprocess.run(
       [sys.executable, '-m', 'experiments.sweep', '--config=configs/smoke.py',
