@@ -31,7 +31,7 @@ def _required(flag) -> bool:
 
 
 def _default(flag) -> str:
-  default = flag.default_unparsed  # As the command wrote it: a config file's path, not its config.
+  default = flag.default_unparsed  # As written: a config file's path, not the config.
   if default is None:
     return 'required' if _required(flag) else 'default: none'
   if isinstance(default, (list, tuple)):
@@ -40,8 +40,8 @@ def _default(flag) -> str:
 
 
 def flag_lines(module_name: str | None = None) -> list[str]:
-  """One line per flag of the command (the flags `module_name`, default the main program,
-  defined, then --verbose): `--name: help (default: value)`."""
+  """`--name: help (default: value)` for each flag that `module_name` (default: the program
+  being run) defined, and --verbose."""
   by_module = flags.FLAGS.flags_by_module_dict()
   own = list(by_module.get(module_name or sys.argv[0], []))
   if 'verbose' in flags.FLAGS and flags.FLAGS['verbose'] not in own:

@@ -16,6 +16,7 @@ from typing import Callable
 
 from absl import flags
 
+
 class UserError(ValueError):
   """Bad input or state that the user must fix; its message is one self-contained line."""
 

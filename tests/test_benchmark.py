@@ -17,6 +17,7 @@ FIGURES = ('train_step', 'inference', 'inference_bs1', 'forward', 'postprocess',
            'matcher_loss', 'input')
 
 
+@pytest.mark.slow
 def test_run_produces_every_figure(tmp_path):
   config = smoke.get_config()
   config.input.data_dir = str(tmp_path / 'tfds')

@@ -163,6 +163,17 @@ def _conv_nchw(x, weight, bias):
                                                                                       None]
 
 
+def test_the_config_goes_with_torchvision_ssd300_only(vgg16_file, tmp_path):
+  out = str(tmp_path / 'out')
+  with pytest.raises(errors.UserError, match=r'^torchvision-ssd300 needs --config, the config '
+                     r'of the workdir it writes: --config=configs/torchvision_ssd300.py\.$'):
+    convert.convert('torchvision-ssd300', vgg16_file, out)
+  with pytest.raises(errors.UserError, match=r'^vgg16 writes weights without a config; '
+                     r'--config is for torchvision-ssd300 only\.$'):
+    convert.convert('vgg16', vgg16_file, out, smoke.get_config())
+  assert not os.path.exists(out)
+
+
 def test_torchvision_ssd300_conversion(tmp_path):
   state = random_state(torchvision_ssd300_shapes(), seed=2)
   path = str(tmp_path / 'ssd300.safetensors')

@@ -96,6 +96,7 @@ def eval_path_results(params, path):
   return out
 
 
+@pytest.mark.slow
 def test_detect_matches_the_eval_path_scaled_to_each_image(workdir, images, tmp_path, capsys):
   path, params = workdir
   output, draw = str(tmp_path / 'dets.json'), str(tmp_path / 'drawn')
