@@ -37,6 +37,7 @@ import numpy as np
 
 from ssd_jax import anchors
 from ssd_jax import config_keys
+from ssd_jax import errors
 from ssd_jax import losses
 from ssd_jax import models
 from ssd_jax import postprocess
@@ -327,7 +328,6 @@ def load_config(path):
 
 def main(argv):
   del argv
-  from ssd_jax import errors  # pylint: disable=g-import-not-at-top
   errors.run_command('experiments.benchmark', _run)
 
 
