@@ -16,7 +16,8 @@ two warm-up calls; the device figures use random inputs at the config's input si
   matcher_loss   matcher + MultiBox loss (value only) at batch 32 on random head outputs;
   input          the config's tf.data train pipeline (decode + augment + batch) on the host:
                  images/s, images per CPU-second (per core), and the host cores that the
-                 measured train rate and a 2,000 images/s GPU would need.
+                 measured train rate and a 2,000 images/s GPU would need. Skipped, with one
+                 line saying why, where the data is not here (nothing is downloaded).
 Also peak memory (the device's peak where the backend reports it, else the host's max RSS),
 XLA's FLOP count of each compiled call and the model FLOP utilisation against a stated peak
 (CPU: a measured 4096x4096 fp32 matmul; GPUs: the vendor's dense peak for the dtype).
@@ -225,10 +226,17 @@ def run(config, batch_size, iters, *, input_batches=0, input_config=None, names=
   """Times every figure (or `names`); returns a dict with 'images_per_s' and the setup.
 
   `input_batches` > 0 also times the train input pipeline of `input_config` (default:
-  `config`) over that many batches. MFU is against `peak_flops` (FLOP/s) if given, else
+  `config`) over that many batches, if its data is here: else one line says why, and
+  'input_skipped' in the result too. MFU is against `peak_flops` (FLOP/s) if given, else
   the vendor peak for known GPUs, else a matmul measured now (noisy on a shared machine);
   `mfu=False` skips it.
   """
+  skipped = None
+  if input_batches:
+    from ssd_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+    skipped = input_pipeline.missing_data(input_config or config)
+    if skipped:
+      print(f'input figure skipped: {skipped}.', flush=True)
   steps = Steps(config, batch_size)
   calls = steps.calls(names)
   names = names or list(calls)
@@ -256,7 +264,9 @@ def run(config, batch_size, iters, *, input_batches=0, input_config=None, names=
   }
   if 'inference_bs1' in seconds:
     result['latency_ms_bs1'] = seconds['inference_bs1'] * 1e3
-  if input_batches:
+  if skipped:
+    result['input_skipped'] = skipped
+  elif input_batches:
     rate = input_rate(input_config or config, input_batches)
     per_core = rate['images_per_cpu_second']
     if 'train_step' in images_per_s:
@@ -320,10 +330,10 @@ def load_config(path):
 
 def main(argv):
   del argv
-  errors.run_command('experiments.benchmark', _main)
+  errors.run_command('experiments.benchmark', _run)
 
 
-def _main():
+def _run():
   file_io.check_not_inputs(
       [('--output', FLAGS.output, None)],
       [('--config', config_flags.get_config_filename(FLAGS['config']))]
@@ -345,9 +355,9 @@ def _main():
 
 
 if __name__ == '__main__':
-  from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  from ssd_jax import cli  # pylint: disable=g-import-not-at-top
   config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=False)
   flags.DEFINE_integer('batch_size', 8, 'Images per step.')
   flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute dtype of the model.')
@@ -360,4 +370,5 @@ if __name__ == '__main__':
   flags.DEFINE_string('output', 'benchmark.json', 'Where to write the figures as JSON.')
   FLAGS = flags.FLAGS
   flags.mark_flags_as_required(['config'])
-  app.run(main)
+  cli.define_verbose()
+  cli.run(main)

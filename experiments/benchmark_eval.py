@@ -1,24 +1,23 @@
 r"""Speed of the VOC evaluation: 5,000 images x 200 detections (VOC07 test size).
 
-  python experiments/benchmark_eval.py [--images=5000] [--detections=200] [--with-file]
+  python -m experiments.benchmark_eval [--images=5000] [--detections=200] [--with_file]
 
-Times `evaluate_voc` (both metrics), `VocEvaluator` fed with batches, and with --with-file the
+Times `evaluate_voc` (both metrics), `VocEvaluator` fed with batches, and with --with_file the
 command's path (detections json + devkit XMLs written to a temporary folder, then
 `evaluate_files`).
 """
 
-import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 
+from absl import flags
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ssd_jax import evaluation  # pylint: disable=g-import-not-at-top
-from ssd_jax.evaluation import files  # pylint: disable=g-import-not-at-top
+from ssd_jax import cli
+from ssd_jax import evaluation
+from ssd_jax.evaluation import files
 
 CLASSES = files.VOC_CLASSES
 
@@ -58,12 +57,17 @@ def timed(label, fn):
   return out
 
 
-def main():
-  parser = argparse.ArgumentParser()
-  parser.add_argument('--images', type=int, default=5000)
-  parser.add_argument('--detections', type=int, default=200)
-  parser.add_argument('--with-file', action='store_true')
-  args = parser.parse_args()
+def define_flags() -> None:
+  """The command's flags (defined only when run as a program)."""
+  flags.DEFINE_integer('images', 5000, 'Images (about 2.4 ground truth boxes each).')
+  flags.DEFINE_integer('detections', 200, 'Detections per image.')
+  flags.DEFINE_bool('with_file', False, 'Also time the command\'s path: devkit XMLs and a '
+                    'detections json written to a temporary folder, then read and scored.')
+
+
+def main(argv):
+  del argv
+  args = flags.FLAGS
   gt, det = make_data(args.images, args.detections)
   print(f'{args.images} images, {gt.image.size} ground truth, {det.image.size} detections')
   for metric in ('voc07', 'voc'):
@@ -138,4 +142,5 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  define_flags()
+  cli.run(main)

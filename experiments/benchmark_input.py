@@ -20,7 +20,6 @@ import os
 import tempfile
 import time
 
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 import numpy as np
@@ -28,6 +27,7 @@ from PIL import Image
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from ssd_jax import cli
 from ssd_jax import config_keys
 from ssd_jax import file_io
 from ssd_jax.data import input_pipeline
@@ -138,4 +138,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

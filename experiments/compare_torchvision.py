@@ -101,9 +101,9 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  from ssd_jax import cli  # pylint: disable=g-import-not-at-top
   config_flags.DEFINE_config_file('config', 'configs/ssd300_voc.py', 'Config file.',
                                   lock_config=False)
   flags.DEFINE_string('torch_python', '/work/torchenv/bin/python', 'Python with torchvision.')
@@ -113,4 +113,4 @@ if __name__ == '__main__':
   flags.DEFINE_list('figures', ['train_step', 'inference', 'matcher_loss'], 'Figures to compare.')
   flags.DEFINE_string('output', 'compare.json', 'Where to write the figures as JSON.')
   FLAGS = flags.FLAGS
-  app.run(main)
+  cli.run(main)

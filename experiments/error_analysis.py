@@ -24,6 +24,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from ssd_jax import cli
 from ssd_jax import errors
 from ssd_jax import file_io
 from ssd_jax import quiet
@@ -186,4 +187,5 @@ if __name__ == '__main__':
   flags.DEFINE_string('workdir', None, 'Training (or converted) workdir.', required=True)
   flags.DEFINE_integer('step', None, 'Checkpoint step (default: the newest).')
   flags.DEFINE_string('output', None, 'Also write the figures to this JSON file.')
-  app.run(main)
+  cli.define_verbose()
+  cli.run(main)

@@ -15,7 +15,6 @@ threshold. Runs in seconds on a CPU; no model is built.
 
 import json
 
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 import numpy as np
@@ -23,6 +22,7 @@ import tensorflow_datasets as tfds
 
 from ssd_jax import anchors
 from ssd_jax import box_ops
+from ssd_jax import cli
 from ssd_jax import config_keys
 from ssd_jax import file_io
 from ssd_jax import models
@@ -107,4 +107,4 @@ def main(argv):
 if __name__ == '__main__':
   define_flags()
   flags.mark_flags_as_required(['config'])
-  app.run(main)
+  cli.run(main)

@@ -12,7 +12,6 @@ XLA's FLOP estimate of each.
 stride-1 convs of SSD300 (the table behind `conv_grad.uses_dot_kernel_grad`).
 """
 
-from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
@@ -21,6 +20,7 @@ import numpy as np
 
 from experiments import benchmark
 from ssd_jax import anchors
+from ssd_jax import cli
 from ssd_jax import config_keys
 from ssd_jax import errors
 from ssd_jax import losses
@@ -158,4 +158,5 @@ if __name__ == '__main__':
   flags.DEFINE_list('parts', list(PARTS), 'Parts to time.')
   FLAGS = flags.FLAGS
   flags.mark_flags_as_required(['config'])
-  app.run(main)
+  cli.define_verbose()
+  cli.run(main)

@@ -34,6 +34,7 @@ from experiments import sweep_results
 from experiments import sweep_variants
 from experiments import sweeps
 from ssd_jax import anchors
+from ssd_jax import cli
 from ssd_jax import config_keys
 from ssd_jax import errors
 from ssd_jax import file_io
@@ -398,6 +399,7 @@ def define_flags():
   flags.DEFINE_bool('collect', False, 'Train nothing; tabulate the finished variants.')
   flags.DEFINE_bool('list', False, 'Print the sweep\'s variants with their index and exit.')
   flags.DEFINE_integer('benchmark_iters', 5, 'Timed benchmark calls per variant (0: skip).')
+  cli.define_verbose()
 
 
 def main(argv):
@@ -431,4 +433,4 @@ def _run() -> None:
 if __name__ == '__main__':
   define_flags()
   flags.mark_flags_as_required(['config'])
-  app.run(main)
+  cli.run(main)

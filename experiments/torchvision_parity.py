@@ -1,15 +1,15 @@
 r"""Parity of `convert torchvision-ssd300` + `detect` with torchvision's own `ssd300_vgg16`.
 
-  <torch-venv>/bin/python experiments/torchvision_parity.py --jax-python=.venv/bin/python \
+  <torch-venv>/bin/python experiments/torchvision_parity.py --jax_python=.venv/bin/python \
       --out=/tmp/parity [photo.jpg ...]
 
 Runs in a separate virtual environment with torch, torchvision, safetensors and pillow (not a
 requirement of this project, not part of CI); the ssd_jax side runs as the two commands a user
-runs, with --jax-python. Steps: a seeded random-initialised torchvision `ssd300_vgg16` (91 COCO
+runs, with --jax_python. Steps: a seeded random-initialised torchvision `ssd300_vgg16` (91 COCO
 labels) is saved as .safetensors; from each photo, four test images are made (the photo as it
 is, a 0.6x PNG, a greyscale PNG and an RGBA PNG crop: several sizes and modes); torchvision
 detects on each (`model.eval()`, its own transform and postprocessing); `python -m
-ssd_jax.convert torchvision-ssd300` and `python -m ssd_jax.detect --score-threshold=0` do the
+ssd_jax.convert torchvision-ssd300` and `python -m ssd_jax.detect --score_threshold=0` do the
 same. Passes when, for every image, each of torchvision's --top (50) highest-scoring detections
 has a twin among ours: same label, IoU >= 0.99, score within 1e-3. Prints per-image figures;
 exits 1 on a failure.
@@ -80,7 +80,7 @@ def compare(theirs, ours, top):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('photos', nargs='*', help='Photos (default: matplotlib\'s sample photo).')
-  parser.add_argument('--jax-python', required=True, help='Python of the ssd_jax environment.')
+  parser.add_argument('--jax_python', required=True, help='Python of the ssd_jax environment.')
   parser.add_argument('--out', required=True, help='Folder to create for all files.')
   parser.add_argument('--top', type=int, default=50)
   parser.add_argument('--seed', type=int, default=0)
@@ -107,9 +107,9 @@ def main():
 
   workdir, dets = os.path.join(args.out, 'workdir'), os.path.join(args.out, 'ours.json')
   for command in (['ssd_jax.convert', 'torchvision-ssd300', f'--input={weights}',
-                   f'--output={workdir}'],
+                   '--config=configs/torchvision_ssd300.py', f'--output={workdir}'],
                   ['ssd_jax.detect', f'--workdir={workdir}', os.path.join(args.out, 'images'),
-                   f'--output={dets}', '--score-threshold=0', '--batch-size=4']):
+                   f'--output={dets}', '--score_threshold=0', '--batch_size=4']):
     subprocess.run([args.jax_python, '-m'] + command, cwd=REPO, check=True)
   with open(dets) as f:
     results = json.load(f)

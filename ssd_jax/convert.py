@@ -3,28 +3,30 @@ r"""Command line: PyTorch weights -> an ssd_jax checkpoint folder.
   python -m ssd_jax.convert vgg16 --input=vgg16-397923af.pth --output=weights/vgg16
   python -m ssd_jax.convert vgg16-reducedfc --input=vgg16_reducedfc.pth --output=weights/vgg16r
   python -m ssd_jax.convert torchvision-ssd300 --input=ssd300_vgg16_coco-b556d3b4.pth \
-      --output=runs/torchvision_ssd300
+      --config=configs/torchvision_ssd300.py --output=runs/torchvision_ssd300
 
 `vgg16` and `vgg16-reducedfc` give the VGG16 base (conv1_1 .. conv7), for
 `--config.init_from=<output>` with any SSD config. `torchvision-ssd300` gives a complete
-workdir (checkpoint + config.json, configs/torchvision_ssd300.py) for `ssd_jax.detect`,
-`--mode=eval` and `init_from`. Inputs: .safetensors or .npz (no torch needed), or .pth with
-torch installed (read with weights_only=True: no pickle runs). The output folder must not
-exist; it appears only when complete. docs/weights.md has the details.
+workdir (checkpoint + config.json: the --config, which reproduces torchvision's processing)
+for `ssd_jax.detect`, `--mode=eval` and `init_from`. Inputs: .safetensors or .npz (no torch
+needed), or .pth with torch installed (read with weights_only=True: no pickle runs). The
+output folder must not exist; it appears only when complete. docs/weights.md has the details.
 """
 
 import os
-import sys
 
 from absl import app
 from absl import flags
 from flax import traverse_util
+from ml_collections import config_flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
 from ssd_jax import checkpoints
+from ssd_jax import cli
+from ssd_jax import config_keys
 from ssd_jax import errors
 from ssd_jax import file_io
 from ssd_jax import quiet
@@ -41,6 +43,10 @@ def define_flags() -> None:
   (tests, other commands with an --output flag) defines none."""
   flags.DEFINE_string('input', None, 'State dict: .safetensors, .npz, or .pth (needs torch).')
   flags.DEFINE_string('output', None, 'Folder to create (must not exist).')
+  config_flags.DEFINE_config_file(
+      'config', None, 'torchvision-ssd300 only: the config the workdir is saved with '
+      '(configs/torchvision_ssd300.py; --config.<key>=<value> overrides a key).')
+  cli.define_verbose()
 
 
 # conv1_1 .. conv5_3 in VGG16 order, and their indices in torchvision's `features` list (also
@@ -187,10 +193,10 @@ def from_torchvision_ssd300(state) -> dict:
   return params
 
 
-def torchvision_ssd300_config(num_labels: int):
-  """configs/torchvision_ssd300.py; another label count gets names 'class_1' ... ."""
-  from configs import torchvision_ssd300  # pylint: disable=g-import-not-at-top
-  config = torchvision_ssd300.get_config()
+def torchvision_ssd300_config(config, num_labels: int):
+  """A copy of `config` (configs/torchvision_ssd300.py) for a detector of `num_labels` labels
+  (background included); another label count than the config's gets names 'class_1' ... ."""
+  config = config.copy_and_resolve_references()
   if num_labels != len(config.input.class_names) + 1:
     config.input.class_names = tuple(f'class_{i}' for i in range(1, num_labels))
     config.input.category_ids = None  # Unknown: the labels are those of its data set.
@@ -255,12 +261,22 @@ def save_workdir(directory: str, config, params) -> None:
   run_files.write_config(directory, config, None)
 
 
-def convert(source: str, input_path: str, output: str) -> None:
-  """Reads `input_path` as `source` and writes the checkpoint folder `output`."""
+def convert(source: str, input_path: str, output: str, config=None) -> None:
+  """Reads `input_path` as `source` and writes the checkpoint folder `output`.
+
+  `config` (torchvision-ssd300 only, and needed there) is the config of the workdir it
+  writes: configs/torchvision_ssd300.py reproduces torchvision's processing.
+  """
   if source not in SOURCES:
     raise errors.UserError(f'unknown SOURCE {source!r}; expected one of {sorted(SOURCES)}.')
   if not input_path:
     raise errors.UserError('--input is required: the state dict file.')
+  if source == 'torchvision-ssd300' and config is None:
+    raise errors.UserError('torchvision-ssd300 needs --config, the config of the workdir it '
+                           'writes: --config=configs/torchvision_ssd300.py.')
+  if source != 'torchvision-ssd300' and config is not None:
+    raise errors.UserError(f'{source} writes weights without a config; --config is for '
+                           'torchvision-ssd300 only.')
   file_io.check_not_inputs([('--output', output, ('*',))], [('--input', input_path)])
   _check_output(output)
   state = state_dicts.load(input_path)
@@ -269,7 +285,7 @@ def convert(source: str, input_path: str, output: str) -> None:
   except errors.UserError as e:
     raise errors.UserError(f'--input={input_path}: {e}') from None
   if source == 'torchvision-ssd300':
-    config = torchvision_ssd300_config(torchvision_ssd300_num_classes(state))
+    config = torchvision_ssd300_config(config, torchvision_ssd300_num_classes(state))
     file_io.write_folder_atomically(output, lambda tmp: save_workdir(tmp, config, params))
   else:
     meta = {'source': source, 'input': os.path.abspath(input_path), 'parts': ['base']}
@@ -287,10 +303,12 @@ def main(argv):
   if len(argv) != 2:
     raise app.UsageError(f'Give one SOURCE ({", ".join(SOURCES)}); got {argv[1:]}.')
   quiet.import_tensorflow()
-  errors.run_command(PROG, lambda: convert(argv[1], FLAGS.input, FLAGS.output))
+  def run():
+    config = None if FLAGS.config is None else config_keys.from_command_line(FLAGS.config)
+    convert(argv[1], FLAGS.input, FLAGS.output, config)
+  errors.run_command(PROG, run)
 
 
 if __name__ == '__main__':
   define_flags()
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/
-  app.run(main)
+  cli.run(main)

@@ -1,7 +1,7 @@
 r"""Command line: run a trained (or converted) detector on image files.
 
   python -m ssd_jax.detect --workdir=<dir> [--step=N] <images or folders...> \
-      --output=dets.json [--draw=<folder>] [--score-threshold=0.3] [--batch-size=8]
+      --output=dets.json [--draw=<folder>] [--score_threshold=0.3] [--batch_size=8]
 
 Restores the checkpoint (default: the latest) with the workdir's saved config.json, and runs
 the evaluation path on every image: the eval preprocessing (resize to the model's input,
@@ -12,7 +12,7 @@ are their ids, so `ssd_jax.evaluate --metric=coco` scores the file; for files th
 stem, their path from the folder holding all files: `x/1`, `y/1`), `file_name` (the path),
 `category_id` (the model's label, numbered as the config's class list), `category` (its
 name), `bbox` [x, y, width, height] clipped to the image and `score`, for scores >=
---score-threshold. JPEG, PNG (and whatever else Pillow reads) of any size, read as
+--score_threshold. JPEG, PNG (and whatever else Pillow reads) of any size, read as
 displayed (EXIF orientation applied, 16-bit scaled to 8 bits: `image_files`), greyscale or
 RGBA (alpha dropped). Files in a folder that are not images
 are skipped, named and counted; if none can be read the command fails. --draw writes each
@@ -26,13 +26,13 @@ import json
 import os
 import time
 
-from absl import app
 from absl import flags
 import jax
 import ml_collections
 import numpy as np
 from PIL import Image
 
+from ssd_jax import cli
 from ssd_jax import errors
 from ssd_jax import quiet
 from ssd_jax import report
@@ -49,10 +49,10 @@ def define_flags() -> None:
   flags.DEFINE_integer('step', None, 'Checkpoint step; default: the latest.')
   flags.DEFINE_string('output', None, 'Detections json to write (COCO results list).')
   flags.DEFINE_string('draw', None, 'Folder to create with each image and its detections drawn.')
-  flags.DEFINE_float('score-threshold', 0.3, 'Keep detections with at least this score.')
-  flags.DEFINE_integer('batch-size', 8, 'Images per forward pass.')
+  flags.DEFINE_float('score_threshold', 0.3, 'Keep detections with at least this score.')
+  flags.DEFINE_integer('batch_size', 8, 'Images per forward pass.')
   flags.mark_flags_as_required(['workdir', 'output'])
-
+  cli.define_verbose()
 
 
 def list_files(paths) -> list[str]:
@@ -223,7 +223,7 @@ def detect_files(workdir: str, paths, output: str, *, step=None, draw=None,
   if draw and os.path.lexists(draw):
     raise errors.UserError(f'--draw={draw} exists; give a new folder.')
   if batch_size < 1:
-    raise errors.UserError(f'--batch-size={batch_size}; it must be at least 1.')
+    raise errors.UserError(f'--batch_size={batch_size}; it must be at least 1.')
   from ssd_jax import config_keys  # pylint: disable=g-import-not-at-top
   config_keys.check_fraction(score_threshold, '--score_threshold')
   files = list_files(paths)
@@ -292,10 +292,10 @@ def main(argv):
   quiet.import_tensorflow()
   errors.run_command(PROG, lambda: detect_files(
       FLAGS.workdir, argv[1:], FLAGS.output, step=FLAGS.step, draw=FLAGS.draw,
-      score_threshold=FLAGS['score-threshold'].value,
-      batch_size=FLAGS['batch-size'].value))
+      score_threshold=FLAGS.score_threshold,
+      batch_size=FLAGS.batch_size))
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run(main)

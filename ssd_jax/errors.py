@@ -2,10 +2,10 @@
 
 Command lines (`ssd_jax.main`, `ssd_jax.evaluate`, ...) run their work through `run_command`,
 which prints a `UserError` (or an OSError such as a full disk) as one line, without a
-traceback, and exits with status 1; `--verbose` (defined here, once for every command) or
-SSD_JAX_TRACEBACK=1 shows the traceback. The message names the file, key, step or box at
-fault. `UserError` subclasses ValueError so that library callers that catch ValueError keep
-working.
+traceback, and exits with status 1; `--verbose` (each command defines it with
+`cli.define_verbose()`) or SSD_JAX_TRACEBACK=1 shows the traceback. The message names the
+file, key, step or box at fault. `UserError` subclasses ValueError so that library callers
+that catch ValueError keep working.
 """
 
 import errno
@@ -15,9 +15,6 @@ import sys
 from typing import Callable
 
 from absl import flags
-
-VERBOSE = flags.DEFINE_bool('verbose', False, 'On an error, show the traceback instead of one '
-                            'line (also SSD_JAX_TRACEBACK=1).')
 
 
 class UserError(ValueError):
@@ -59,7 +56,8 @@ def one_line(error: BaseException) -> str:
 def show_traceback(verbose: bool | None = None) -> bool:
   """Whether a command shows tracebacks: --verbose (or `verbose`) or SSD_JAX_TRACEBACK=1."""
   if verbose is None:
-    verbose = flags.FLAGS.is_parsed() and VERBOSE.value
+    verbose = (flags.FLAGS.is_parsed() and 'verbose' in flags.FLAGS
+               and bool(flags.FLAGS.verbose))
   return verbose or os.environ.get('SSD_JAX_TRACEBACK', '') not in ('', '0')
 
 

@@ -24,13 +24,15 @@ from absl import flags
 import jax
 from ml_collections import config_flags
 
+from ssd_jax import cli
 from ssd_jax import config_keys
 from ssd_jax import errors
 from ssd_jax import report
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'Configuration file.', lock_config=True)
+config_flags.DEFINE_config_file('config', None, 'Config file (configs/<name>.py); '
+                                '--config.<key>=<value> overrides a key.', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and logs.')
 flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'describe'],
                   'train (resumes from workdir), eval (latest or --config.eval_step), describe.')
@@ -45,6 +47,7 @@ flags.DEFINE_bool('distributed', False,
 flags.DEFINE_enum('cpu_collectives', 'gloo', ['gloo', 'mpi', 'none'],
                   'Collectives for multi-process runs on CPU.')
 flags.mark_flags_as_required(['config'])
+cli.define_verbose()
 
 PROG = 'ssd_jax.main'
 _CONFIG_ERRORS = (AttributeError, KeyError, OSError, TypeError, ValueError, SyntaxError,
@@ -146,4 +149,4 @@ def run(config, workdir: str | None, mode: str) -> None:
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=parse_flags)
+  cli.run(main, flags_parser=parse_flags)

@@ -1,12 +1,10 @@
-"""Shared pytest setup: repo root on sys.path (for `configs`), TF kept off accelerators, and
-one persistent XLA compilation cache for the whole run."""
+"""Shared pytest setup: TF's C++ logs off, and one persistent XLA compilation cache for the
+whole run. (pyproject.toml puts the repository root on the path, for `configs`.)"""
 
 import os
 import shutil
-import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 # The tests compile the same few smoke-config programs (init, train step, eval step) in many

@@ -10,6 +10,7 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from experiments import profile_train
 from ssd_jax.models import conv_grad
@@ -72,6 +73,7 @@ class ConvGradTest(parameterized.TestCase):
     self.assertTrue(lines[1].endswith('uses dots'))
     self.assertTrue(lines[2].endswith('uses XLA'))
 
+  @pytest.mark.slow
   def test_profile_unknown_part_is_one_line(self):
     result = command_line.run('experiments.profile_train', '--config=configs/smoke.py',
                               '--parts=forward,kernel_grad')

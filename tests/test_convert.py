@@ -163,12 +163,23 @@ def _conv_nchw(x, weight, bias):
                                                                                       None]
 
 
+def test_the_config_goes_with_torchvision_ssd300_only(vgg16_file, tmp_path):
+  out = str(tmp_path / 'out')
+  with pytest.raises(errors.UserError, match=r'^torchvision-ssd300 needs --config, the config '
+                     r'of the workdir it writes: --config=configs/torchvision_ssd300.py\.$'):
+    convert.convert('torchvision-ssd300', vgg16_file, out)
+  with pytest.raises(errors.UserError, match=r'^vgg16 writes weights without a config; '
+                     r'--config is for torchvision-ssd300 only\.$'):
+    convert.convert('vgg16', vgg16_file, out, smoke.get_config())
+  assert not os.path.exists(out)
+
+
 def test_torchvision_ssd300_conversion(tmp_path):
   state = random_state(torchvision_ssd300_shapes(), seed=2)
   path = str(tmp_path / 'ssd300.safetensors')
   st.save_file(state, path)
   out = str(tmp_path / 'workdir')
-  convert.convert('torchvision-ssd300', path, out)
+  convert.convert('torchvision-ssd300', path, out, torchvision_ssd300.get_config())
   assert os.path.exists(os.path.join(out, 'config.json'))
   config = torchvision_ssd300.get_config()
   params = pretrained.load(out)
@@ -322,6 +333,7 @@ def test_of_two_concurrent_writers_of_one_folder_the_second_fails_and_keeps_noth
   assert os.listdir(tmp_path) == ['out'] and os.listdir(out) == ['theirs']
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('case', ['missing_input', 'another_architecture', 'pth_without_torch'])
 def test_command_errors_are_one_line(case, tmp_path):
   """`python -m ssd_jax.convert` itself: exit status 1, one error line, no traceback, no
@@ -343,7 +355,9 @@ def test_command_errors_are_one_line(case, tmp_path):
     except ImportError:
       pass
     source, pattern = 'vgg16', r'vgg16\.pth: reading a PyTorch file needs torch'
-  result = command_line.run('ssd_jax.convert', source, f'--input={path}', f'--output={out}')
+  config = ['--config=configs/torchvision_ssd300.py'] if source == 'torchvision-ssd300' else []
+  result = command_line.run('ssd_jax.convert', source, f'--input={path}', f'--output={out}',
+                            *config)
   command_line.assert_one_error_line(result, 'ssd_jax.convert', pattern)
   assert not os.path.exists(out)
 

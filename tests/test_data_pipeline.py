@@ -6,6 +6,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from configs import default
+from ssd_jax import errors
 from ssd_jax.data import augment
 from ssd_jax.data import input_pipeline
 from ssd_jax.data import problems
@@ -218,10 +219,47 @@ def test_pad_boxes():
 
 
 def test_unknown_dataset():
-  with pytest.raises(ValueError, match='Unknown config.input.dataset'):
+  with pytest.raises(errors.UserError, match=r"config.input.dataset='imagenet': unknown; one of "
+                     r"\['voc', "):
     input_pipeline.get_dataset_info(_config('imagenet'))
 
 
 def test_coco_category_ids_cover_the_classes():
   assert len(input_pipeline.COCO_CATEGORY_IDS) == len(input_pipeline.COCO_CLASSES) == 80
   assert len(set(input_pipeline.COCO_CATEGORY_IDS)) == 80
+
+
+def _fail_download(*args, **kwargs):
+  raise AssertionError('missing_data must not prepare or download anything')
+
+
+def test_missing_data_names_the_tfds_set_that_would_be_downloaded(tmp_path, monkeypatch):
+  monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare', _fail_download)
+  data_dir = tmp_path / 'tfds'
+  config = _config('voc', data_dir=str(data_dir))
+  for training in (True, False):
+    assert input_pipeline.missing_data(config, training=training) == (
+        f'voc/2007 is not prepared in {data_dir}/voc/2007/5.0.0 (tfds would download it; set '
+        'config.input.data_dir to where it is)')
+  assert 'coco/2017 is not prepared in' in input_pipeline.missing_data(
+      _config('coco', data_dir=str(data_dir)))
+  # voc/2007 with the metadata tfds writes when it has prepared a data set: evaluation reads
+  # it; training also needs voc/2012.
+  builder = tfds.builder('voc/2007', data_dir=str(data_dir))
+  builder.data_path.mkdir(parents=True)
+  builder.info.write_to_directory(builder.data_path)
+  assert input_pipeline.missing_data(config, training=False) is None
+  assert input_pipeline.missing_data(config).startswith('voc/2012 is not prepared in ')
+  assert sorted(p.name for p in data_dir.iterdir()) == ['voc']  # Nothing else written.
+
+
+def test_missing_data_of_local_sources(tmp_path, monkeypatch):
+  monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare', _fail_download)
+  data_dir = tmp_path / 'tfds'
+  assert input_pipeline.missing_data(_config('shapes', data_dir=str(data_dir))) is None
+  assert not data_dir.exists()  # The shapes set is generated when read, not here.
+  assert input_pipeline.missing_data(_config('voc_folder')) == (
+      "config.input.folder=None is not a folder (dataset 'voc_folder')")
+  assert input_pipeline.missing_data(_config('coco_folder', folder=str(tmp_path))) is None
+  with pytest.raises(errors.UserError, match="config.input.dataset='imagenet': unknown"):
+    input_pipeline.missing_data(_config('imagenet'))

@@ -96,6 +96,7 @@ def eval_path_results(params, path):
   return out
 
 
+@pytest.mark.slow
 def test_detect_matches_the_eval_path_scaled_to_each_image(workdir, images, tmp_path, capsys):
   path, params = workdir
   output, draw = str(tmp_path / 'dets.json'), str(tmp_path / 'drawn')
@@ -160,6 +161,7 @@ def test_bad_input_is_one_clear_error(workdir, images, tmp_path, monkeypatch, pr
   assert not os.path.exists(output)
 
 
+@pytest.mark.slow
 def test_command_skips_non_images_and_reads_a_workdir_a_run_holds(workdir, images, tmp_path):
   """`python -m ssd_jax.detect` while a training run holds the workdir lock: detect takes no
   lock (it reads the newest complete checkpoint), names and counts the non-image, exits 0."""
@@ -169,7 +171,7 @@ def test_command_skips_non_images_and_reads_a_workdir_a_run_holds(workdir, image
     with open(lock_path) as f:
       held = f.read()
     result = command_line.run('ssd_jax.detect', f'--workdir={workdir[0]}', f'--output={output}',
-                              '--score-threshold=0.12', images)
+                              '--score_threshold=0.12', images)
     with open(lock_path) as f:
       assert f.read() == held  # Untouched: still the run's.
   assert result.returncode == 0, result.stderr
@@ -182,6 +184,7 @@ def test_command_skips_non_images_and_reads_a_workdir_a_run_holds(workdir, image
         os.path.join(images, n) for n in os.listdir(images) if n != 'notes.txt'}
 
 
+@pytest.mark.slow
 def test_command_on_a_workdir_without_checkpoints_is_one_line(workdir, images, tmp_path):
   empty = tmp_path / 'run'
   empty.mkdir()

@@ -56,6 +56,7 @@ def trained_ema():
   return config, state, params
 
 
+@pytest.mark.slow
 def test_train_step_ema_matches_numpy(trained_ema):
   _, state, params = trained_ema
   ema = params[0]  # The average starts at the initial params.
@@ -74,6 +75,7 @@ def test_decay_warm_up_values():
   np.testing.assert_allclose(train.ema_decay_at(0.9, 10**6), 0.9)
 
 
+@pytest.mark.slow
 def test_variables_are_the_ema_params_when_on(trained_ema, state_off):
   _, state, _ = trained_ema
   for got, want in zip(leaves(state.variables['params']), leaves(state.ema_params)):
@@ -82,6 +84,7 @@ def test_variables_are_the_ema_params_when_on(trained_ema, state_off):
   assert state_off.variables['params'] is state_off.params
 
 
+@pytest.mark.slow
 def test_eval_step_uses_the_ema_params(trained_ema):
   config, state, _ = trained_ema
   priors = model_setup.default_boxes(config).boxes
@@ -102,6 +105,7 @@ def save(tmp_path, config, state, step=3):
   return manager
 
 
+@pytest.mark.slow
 def test_save_restore_round_trip_with_ema(trained_ema, tmp_path):
   config, state, _ = trained_ema
   save(tmp_path, config, state)
@@ -117,6 +121,7 @@ def test_save_restore_round_trip_with_ema(trained_ema, tmp_path):
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('saved_decay, resumed_decay', [(0.2, None), (None, 0.2)])
 def test_resume_with_ema_switched_is_refused(saved_decay, resumed_decay, trained_ema, state_off,
                                             tmp_path):
@@ -129,6 +134,7 @@ def test_resume_with_ema_switched_is_refused(saved_decay, resumed_decay, trained
     checkpoints.restore(manager, states[resumed_decay], signature(resumed))
 
 
+@pytest.mark.slow
 def test_init_from_starts_the_average_at_the_loaded_params(trained_ema, tmp_path, capsys):
   config, state, _ = trained_ema
   given = jax.tree.map(lambda x: np.full(x.shape, 0.5, np.float32), state.params)

@@ -15,6 +15,7 @@ from unittest import mock
 from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
+import pytest
 
 from ssd_jax import errors
 from ssd_jax import evaluate
@@ -133,12 +134,13 @@ class VocCommandTest(parameterized.TestCase):
     return path
 
   @parameterized.parameters('voc07', 'voc')
+  @pytest.mark.slow
   def test_command_matches_reference(self, metric):
     out = os.path.join(self.tmp, 'out', 'metrics.json')
     plots = os.path.join(self.tmp, 'plots')
     rc, stdout, stderr = run_command(
-        f'--ground-truth={self.devkit}', f'--detections={self.det_path}', f'--metric={metric}',
-        '--class-names=cat,dog,bird', f'--output={out}', f'--plots={plots}')
+        f'--ground_truth={self.devkit}', f'--detections={self.det_path}', f'--metric={metric}',
+        '--class_names=cat,dog,bird', f'--output={out}', f'--plots={plots}')
     self.assertEqual(rc, 0, stderr)
     with open(out) as f:
       written = json.load(f)
@@ -154,32 +156,35 @@ class VocCommandTest(parameterized.TestCase):
     self.assertEqual(sum(written['num_detections'].values()), len(self.detections))
     self.assertEqual(sorted(os.listdir(plots)), ['pr_bird.png', 'pr_cat.png', 'pr_dog.png'])
 
+  @pytest.mark.slow
   def test_empty_detections_give_zero_with_warning(self):
     out = os.path.join(self.tmp, 'metrics.json')
     rc, _, stderr = run_command(
-        f'--ground-truth={self.devkit}', f'--detections={self.write_json("empty.json", [])}',
-        '--class-names=cat,dog,bird', f'--output={out}')
+        f'--ground_truth={self.devkit}', f'--detections={self.write_json("empty.json", [])}',
+        '--class_names=cat,dog,bird', f'--output={out}')
     self.assertEqual(rc, 0, stderr)
     self.assertIn('No detections', stderr)
     with open(out) as f:
       self.assertEqual(json.load(f)['metrics']['mAP'], 0.0)
 
+  @pytest.mark.slow
   def test_bad_input_exits_with_message_not_traceback(self):
     bad = self.write_json('bad.json', [{**self.detections[0], 'image_id': '000099'}])
-    rc, _, stderr = run_command(f'--ground-truth={self.devkit}', f'--detections={bad}',
-                                '--class-names=cat,dog,bird')
+    rc, _, stderr = run_command(f'--ground_truth={self.devkit}', f'--detections={bad}',
+                                '--class_names=cat,dog,bird')
     self.assertEqual(rc, 1)
     self.assertIn("error: detection 0", stderr)
     self.assertIn("image_id '000099' is not in the image set", stderr)
     self.assertNotIn('Traceback', stderr)
     self.assertLen(stderr.splitlines(), 1)
 
+  @pytest.mark.slow
   def test_deep_json_exits_with_one_line(self):
     # In a real process (the full interpreter stack): RecursionError was a 1000-line traceback.
     deep = os.path.join(self.tmp, 'deep.json')
     with open(deep, 'w') as f:
       f.write('[' * 200_000)
-    rc, stdout, stderr = run_command(f'--ground-truth={self.devkit}', f'--detections={deep}')
+    rc, stdout, stderr = run_command(f'--ground_truth={self.devkit}', f'--detections={deep}')
     self.assertEqual((rc, stdout), (1, ''))
     self.assertEqual(stderr.splitlines(), [f'ssd_jax.evaluate: error: {deep}: not usable JSON '
                                            '(lists or objects nested too deeply for the parser).'])
@@ -246,8 +251,8 @@ class CommandErrorsTest(parameterized.TestCase):
       f.write('x')
 
   def run_main(self, *args, ground_truth=None, dets=None):
-    return run_main(self, f'--ground-truth={ground_truth or self.devkit}',
-                    f'--detections={dets or self.dets}', '--class-names=cat,dog,bird', *args)
+    return run_main(self, f'--ground_truth={ground_truth or self.devkit}',
+                    f'--detections={dets or self.dets}', '--class_names=cat,dog,bird', *args)
 
   @parameterized.named_parameters(
       ('output_is_folder', '--output={tmp}', '--output={tmp} is a folder'),
@@ -273,8 +278,8 @@ class CommandErrorsTest(parameterized.TestCase):
       with self.subTest(flag):
         path = os.path.join(folder, 'm.json') if flag == '--output' else folder
         with mock.patch.object(file_io, 'open', full_disk_open, create=True):
-          argv = parse_flags(self, f'--ground-truth={self.devkit}', f'--detections={self.dets}',
-                             '--class-names=cat,dog,bird', f'{flag}={path}')
+          argv = parse_flags(self, f'--ground_truth={self.devkit}', f'--detections={self.dets}',
+                             '--class_names=cat,dog,bird', f'{flag}={path}')
           with contextlib.redirect_stdout(io.StringIO()) as stdout:
             with self.assertRaises(SystemExit) as cm:
               evaluate.main(argv)
@@ -337,7 +342,7 @@ class CommandErrorsTest(parameterized.TestCase):
     missing = os.path.join(self.tmp, 'none.json')
     for args, env in ((['--verbose'], {}), ([], {'SSD_JAX_TRACEBACK': '1'})):
       with self.subTest(str((args, env))):
-        argv = parse_flags(self, f'--ground-truth={self.devkit}', f'--detections={missing}',
+        argv = parse_flags(self, f'--ground_truth={self.devkit}', f'--detections={missing}',
                            *args)
         with mock.patch.dict(os.environ, env), self.assertRaisesRegex(
             FileNotFoundError, f'detections file not found: {missing}'):
@@ -475,6 +480,7 @@ class VocBadFilesTest(absltest.TestCase):
 
 class CocoCommandTest(absltest.TestCase):
 
+  @pytest.mark.slow
   def test_command_matches_pycocotools(self):
     dataset, detections = test_evaluation_coco.make_dataset(2)
     with tempfile.TemporaryDirectory() as tmp:
@@ -484,7 +490,7 @@ class CocoCommandTest(absltest.TestCase):
         json.dump(dataset, f)
       with open(det_path, 'w') as f:
         json.dump(detections, f)
-      rc, stdout, stderr = run_command(f'--ground-truth={gt_path}', f'--detections={det_path}',
+      rc, stdout, stderr = run_command(f'--ground_truth={gt_path}', f'--detections={det_path}',
                                        '--metric=coco', f'--output={out}',
                                        f'--plots={os.path.join(tmp, "plots")}')
       self.assertEqual(rc, 0, stderr)

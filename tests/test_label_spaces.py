@@ -90,12 +90,13 @@ def _crafted_torchvision_state() -> dict:
   return state
 
 
+@pytest.mark.slow
 def test_eval_of_a_converted_torchvision_workdir_on_coco_folder_matches_pycocotools(
     tmp_path, monkeypatch):
   path = str(tmp_path / 'ssd300.safetensors')
   st.save_file(_crafted_torchvision_state(), path)
   workdir = str(tmp_path / 'run')
-  convert.convert('torchvision-ssd300', path, workdir)
+  convert.convert('torchvision-ssd300', path, workdir, torchvision_ssd300.get_config())
   folder = write_coco_folder(str(tmp_path / 'coco'))
   config = torchvision_ssd300.get_config()
   config.input.dataset, config.input.folder = 'coco_folder', folder

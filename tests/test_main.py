@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # Each test runs `python -m ssd_jax.main`.
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -26,6 +26,8 @@ from ssd_jax.data import input_pipeline
 from ssd_jax.evaluation import plots
 from tests import model_setup
 
+pytestmark = pytest.mark.slow  # Trains (train_and_evaluate), evaluates runs, or starts processes.
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

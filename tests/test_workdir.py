@@ -29,6 +29,7 @@ def test_lock_is_exclusive_and_released(tmp_path):
   assert not os.path.exists(tmp_path / 'lock')
 
 
+@pytest.mark.slow
 def test_the_lock_of_a_killed_run_is_taken_over(tmp_path, capsys):
   """`kill -9` leaves the lock file behind; the next run sees that its PID is gone."""
   workdir = str(tmp_path / 'run')

@@ -153,7 +153,8 @@ class Problems:
 
   def __init__(self, split, on_error):
     if on_error not in ('skip', 'raise'):
-      raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+      raise errors.UserError(f"config.input.on_error must be 'skip' or 'raise', got "
+                             f'{on_error!r}.')
     self.split = split
     self.on_error = on_error
     self.counts = collections.Counter()

@@ -19,6 +19,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from ssd_jax import anchors
+from ssd_jax import errors
 from ssd_jax.data import augment
 from ssd_jax.data import coco_folder
 from ssd_jax.data import problems
@@ -79,7 +80,8 @@ class _Source:
 def _splits(config):
   name = config.input.dataset
   if name not in DEFAULT_SPLITS:
-    raise ValueError(f'Unknown config.input.dataset {name!r}; one of {list(DEFAULT_SPLITS)}')
+    raise errors.UserError(f'config.input.dataset={name!r}: unknown; one of '
+                           f'{list(DEFAULT_SPLITS)}.')
   train, evaluation = DEFAULT_SPLITS[name]
   return (config.input.train_split or train,
           config.input.eval_split or evaluation)
@@ -139,12 +141,39 @@ def _sources(config, training):
   if name in ('voc_folder', 'coco_folder'):
     folder = config.input.folder
     if not folder:
-      raise ValueError(f'config.input.folder must be set for dataset {name!r}')
+      raise errors.UserError(f'config.input.folder must be set for dataset {name!r}.')
     b = _folder_builder(name, folder, tuple(config.input.class_names),
                         (train_split, eval_split), config.input.on_error,
                         data_dir)
     return [_Source(b, train_split if training else eval_split)]
-  raise ValueError(f'Unknown config.input.dataset {name!r}')
+  raise errors.UserError(f'config.input.dataset={name!r}: unknown; one of '
+                         f'{list(DEFAULT_SPLITS)}.')
+
+
+_DOWNLOADED = {'voc': (('voc/2007', 'voc/2012'), ('voc/2007',)),
+               'coco': (('coco/2017',), ('coco/2017',))}  # (train, eval) tfds names.
+
+
+def missing_data(config, *, training: bool = True) -> Optional[str]:
+  """Why the config's train (or eval) data cannot be read without a download; None if it can.
+
+  `voc` and `coco` are read only where tfds has prepared them in config.input.data_dir (tfds
+  would otherwise download them); a folder data set needs its folder; `shapes` is generated.
+  Looks at the folders only: builds no pipeline and prepares nothing.
+  """
+  name = config.input.dataset
+  _splits(config)  # An unknown data set: UserError.
+  if name in _DOWNLOADED:
+    for tfds_name in _DOWNLOADED[name][0 if training else 1]:
+      builder = tfds.builder(tfds_name, data_dir=config.input.data_dir)
+      if not (builder.data_path.exists() and builder.is_prepared()):
+        return (f'{tfds_name} is not prepared in {builder.data_dir} (tfds would download it; '
+                'set config.input.data_dir to where it is)')
+  elif name in ('voc_folder', 'coco_folder'):
+    folder = config.input.folder
+    if not folder or not tf.io.gfile.isdir(folder):
+      return f'config.input.folder={folder!r} is not a folder (dataset {name!r})'
+  return None
 
 
 def _num_examples(builder, split):
@@ -164,8 +193,8 @@ def _num_examples(builder, split):
 def _check_not_empty(source):
   n = _num_examples(source.builder, source.split)
   if n == 0:
-    raise ValueError(f'Split {source.split!r} of {source.builder.name} '
-                     f'({source.builder.data_dir}) is empty')
+    raise errors.UserError(f'split {source.split!r} of {source.builder.name} '
+                           f'({source.builder.data_dir}) is empty.')
   return n
 
 
@@ -334,7 +363,8 @@ def create_train_dataset(config, *, start_step=0, process_index=None,
   """
   pi, pc = _process(process_index, process_count)
   if config.input.batch_size % pc:
-    raise ValueError(f'batch_size {config.input.batch_size} not divisible by {pc} processes')
+    raise errors.UserError(f'config.input.batch_size={config.input.batch_size} is not divisible '
+                           f'by the {pc} processes.')
   batch_size = config.input.batch_size // pc
   seed = derive_seed(config.input.seed, start_step, pi)
   int_ids = config.input.dataset in _INT_IDS
@@ -394,8 +424,8 @@ def create_eval_dataset(config, *, process_index=None, process_count=None) -> tf
   """
   pi, pc = _process(process_index, process_count)
   if config.input.eval_batch_size % pc:
-    raise ValueError(f'eval_batch_size {config.input.eval_batch_size} not divisible by {pc} '
-                     'processes')
+    raise errors.UserError(f'config.input.eval_batch_size={config.input.eval_batch_size} is not '
+                           f'divisible by the {pc} processes.')
   batch_size = config.input.eval_batch_size // pc
   source = _sources(config, training=False)[0]
   n_total = _check_not_empty(source)
@@ -403,7 +433,7 @@ def create_eval_dataset(config, *, process_index=None, process_count=None) -> tf
   num_images = config.eval.num_images
   if num_images is not None:
     if re.search(r'[\[+]', split):
-      raise ValueError(f'config.eval.num_images needs a plain eval split, got {split!r}')
+      raise errors.UserError(f'config.eval.num_images needs a plain eval split, got {split!r}.')
     split = f'{split}[:{int(num_images)}]'
     n_total = int(num_images) if n_total is None else min(n_total, int(num_images))
   split = tfds.split_for_jax_process(split, process_index=pi, process_count=pc)

@@ -48,7 +48,7 @@ def read_voc_annotation(path: str, class_names: Sequence[str]):
                              'xmin/ymin/xmax/ymax or an integer <difficult>.') from None
     if name not in label_of:
       raise errors.UserError(f'{path}: object class {name!r} is not in the class list '
-                             f'{list(class_names)}; pass --class-names to name all classes.')
+                             f'{list(class_names)}; pass --class_names to name all classes.')
     labels.append(label_of[name])
   return (np.array(labels, np.int64), np.array(boxes, np.float64).reshape(-1, 4),
           np.array(difficult, bool))
