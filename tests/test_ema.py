@@ -9,7 +9,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import smoke
-from experiments.benchmark import random_batch
+from ssd_jax.data.synthetic import random_batch
 from ssd_jax import anchors
 from ssd_jax import checkpoints
 from ssd_jax import convert

@@ -208,7 +208,7 @@ def test_two_fake_devices_give_the_same_losses_as_one():
 import jax, numpy as np
 from configs import smoke
 from ssd_jax import anchors, models, train
-from experiments.benchmark import random_batch
+from ssd_jax.data.synthetic import random_batch
 for norm in (None, 'batch'):  # BatchNorm statistics must be global too (synchronized BN)
   config = smoke.get_config()
   config.model.norm = norm

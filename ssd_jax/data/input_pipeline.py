@@ -12,7 +12,6 @@ import dataclasses
 import functools
 import math
 import re
-from typing import Optional
 
 from absl import logging
 import numpy as np
@@ -22,6 +21,7 @@ import tensorflow_datasets as tfds
 from ssd_jax import anchors
 from ssd_jax.data import augment
 from ssd_jax.data import coco_folder
+from ssd_jax.data.info import DatasetInfo  # pylint: disable=unused-import  (re-exported)
 from ssd_jax.data import problems
 from ssd_jax.classes import COCO_CLASSES
 from ssd_jax.classes import VOC_CLASSES
@@ -53,19 +53,6 @@ _INT_IDS = ('coco', 'coco_folder')  # Datasets whose image_id is an int64 (else 
 
 TRAIN_KEYS = ('image', 'boxes', 'labels', 'mask', 'difficult', 'crowd')
 EVAL_KEYS = TRAIN_KEYS + ('image_id', 'orig_size', 'example_mask')
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-  name: str  # config.input.dataset
-  class_names: tuple  # class_names[i - 1] names label i.
-  num_train_examples: Optional[int]  # None when tfds does not know (e.g. mock data).
-  num_eval_examples: Optional[int]  # Whole eval split (before config.eval.num_images).
-  train_split: str
-  eval_split: str
-  category_ids: Optional[tuple] = None  # COCO: label i -> category_ids[i - 1].
-  folder: Optional[str] = None  # *_folder datasets.
-  image_id_dtype: str = 'bytes'  # 'int64' (COCO ids) or 'bytes' (file stems).
 
 
 @dataclasses.dataclass(frozen=True)
