@@ -35,12 +35,15 @@ from ssd_jax import models
 from ssd_jax import postprocess
 from ssd_jax import pretrained
 from ssd_jax import report
+from ssd_jax import stack
 from ssd_jax import visualize
 from ssd_jax import workdir as workdir_lib
 from ssd_jax.data import sources
 from ssd_jax.data.info import DatasetInfo
 from ssd_jax.evaluation import label_spaces
 from ssd_jax.evaluation import plots
+
+stack.check()  # A stack without an API used below fails here, in one line.
 
 STEP_KEYS = ('image', 'boxes', 'labels', 'mask')  # What the train step reads from a batch.
 
