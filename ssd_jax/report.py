@@ -5,6 +5,7 @@ run prints one log (the other processes stay silent; their problems still raise)
 `import_tensorflow_quietly` keeps TensorFlow's start-up notes off the user's terminal.
 """
 
+import importlib.util
 import os
 import sys
 
@@ -21,8 +22,11 @@ def import_tensorflow_quietly() -> None:
   """Imports TensorFlow with file descriptor 2 closed off.
 
   Its C++ start-up prints oneDNN notes to stderr before its logging can be configured
-  (TF_CPP_MIN_LOG_LEVEL does not reach them). An import error still raises as usual.
+  (TF_CPP_MIN_LOG_LEVEL does not reach them). Without TensorFlow installed (a bare accelerator
+  machine, `input.dataset='synthetic'`) it does nothing; another import error still raises.
   """
+  if importlib.util.find_spec('tensorflow') is None:
+    return
   sys.stderr.flush()
   saved = os.dup(2)
   try:

@@ -5,7 +5,20 @@ tfds; every other data set goes through the tf.data pipeline (`input_pipeline`),
 here only when it is used.
 """
 
+from ssd_jax import errors
 from ssd_jax.data import synthetic
+
+
+def _input_pipeline(config):
+  """`ssd_jax.data.input_pipeline`; a one-line UserError where TensorFlow/tfds are missing."""
+  try:
+    from ssd_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise errors.UserError(
+        f'config.input.dataset={config.input.dataset!r} is read with tf.data, which needs '
+        f'tensorflow and tensorflow-datasets ({e}); without them only '
+        f"input.dataset='synthetic' runs.") from e
+  return input_pipeline
 from ssd_jax.data.info import DatasetInfo
 
 
@@ -21,8 +34,7 @@ def dataset_info(config) -> DatasetInfo:
   """`input_pipeline.get_dataset_info`, or the synthetic source's."""
   if config.input.dataset == synthetic.NAME:
     return synthetic.dataset_info(config)
-  from ssd_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
-  return input_pipeline.get_dataset_info(config)
+  return _input_pipeline(config).get_dataset_info(config)
 
 
 def train_batches(config, *, start_step=0, process_index=None, process_count=None):
@@ -31,8 +43,8 @@ def train_batches(config, *, start_step=0, process_index=None, process_count=Non
   if config.input.dataset == synthetic.NAME:
     return synthetic.train_batches(config, start_step=start_step, process_index=pi,
                                    process_count=pc)
+  input_pipeline = _input_pipeline(config)
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from ssd_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
   return iter(tfds.as_numpy(input_pipeline.create_train_dataset(
       config, start_step=start_step, process_index=pi, process_count=pc)))
 
@@ -42,7 +54,7 @@ def eval_batches(config, *, process_index=None, process_count=None):
   pi, pc = _process(process_index, process_count)
   if config.input.dataset == synthetic.NAME:
     return synthetic.eval_batches(config, process_index=pi, process_count=pc)
+  input_pipeline = _input_pipeline(config)
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from ssd_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
   return iter(tfds.as_numpy(input_pipeline.create_eval_dataset(
       config, process_index=pi, process_count=pc)))
