@@ -14,7 +14,9 @@ two warm-up calls; the device figures use random inputs at the config's input si
   inference_bs1  the same at batch 1 (and `latency_ms_bs1`);
   forward        the model alone; postprocess: detection output alone on fixed head outputs;
   matcher_loss   matcher + MultiBox loss (value only) at batch 32 on random head outputs;
-  input          the config's tf.data train pipeline (decode + augment + batch) on the host:
+  input          the config's train input on the host: the tf.data pipeline (decode +
+                 augment + batch), or with --input_dataset=synthetic the in-memory random
+                 batches (no TensorFlow; then the figure is only the loop's overhead):
                  images/s, images per CPU-second (per core), and the host cores that the
                  measured train rate and a 2,000 images/s GPU would need.
 Also peak memory (the device's peak where the backend reports it, else the host's max RSS),
