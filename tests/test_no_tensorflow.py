@@ -2,6 +2,9 @@
 accelerator machine): imports, the benchmark, and a synthetic training run with a checkpoint."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -80,3 +83,21 @@ assert step2 == 22, step2
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert 'Resuming from the checkpoint of step 20' in proc.stdout
   assert 'step 20/20' in proc.stdout and 'no blocked module was imported' in proc.stdout
+
+
+@pytest.mark.slow
+def test_a_tf_data_set_without_tensorflow_is_one_line(tmp_path):
+  site = tmp_path / 'site'
+  site.mkdir()
+  (site / 'sitecustomize.py').write_text(blocked_imports.PRELUDE)  # Runs at start-up.
+  workdir = tmp_path / 'run'
+  env = dict(os.environ, PYTHONPATH=str(site), JAX_PLATFORMS='cpu')
+  proc = subprocess.run([sys.executable, '-m', 'ssd_jax.main', '--config=configs/smoke.py',
+                         f'--workdir={workdir}'], cwd=blocked_imports.REPO, env=env,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  assert proc.stderr.strip().splitlines()[-1] == (
+      "ssd_jax.main: error: config.input.dataset='shapes' is read with tf.data, which needs "
+      "tensorflow and tensorflow-datasets (import of tensorflow halted; None in sys.modules); "
+      "without them only input.dataset='synthetic' runs.")
+  assert 'Traceback' not in proc.stderr and not workdir.exists()
