@@ -110,8 +110,8 @@ def test_bf16_loss_and_gradients_match_float32_on_one_batch():
       continue
     cosines[jax.tree_util.keystr(path)] = a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
   assert len(cosines) >= 40
-  # Measured (2026-12-04, CPU): 60 of 66 arrays >= 0.99; the lowest conv1_1's kernel 0.963,
-  # conv1_1's bias 0.969, conv8_1's bias 0.987, conv1_2's kernel 0.989. Part of it is the
+  # Measured (2026-12-04, CPU): 39 of the 43 arrays with a gradient >= 0.99; below: conv1_1
+  # kernel 0.963 and bias 0.969, conv8_1 bias 0.987, conv1_2 kernel 0.989. Part of it is the
   # hard-negative selection (top-k of the per-prior loss), whose near-ties flip under bf16:
   # with every negative kept the lowest is 0.984. The issue's 0.99 holds for most arrays,
   # not for every one: asserted as measured.
