@@ -2,7 +2,7 @@ r"""The accelerator benchmark suite in one process: JSON plus a markdown summary
 
   python -m experiments.gpu.suite --output_dir=DIR [--configs=configs/ssd300_voc.py,...]
       [--dtypes=bfloat16,float32] [--train_batches=128,32] [--infer_batch=128] [--iters=10]
-      [--budget_s=420]
+      [--budget_s=360]
 
 For each config and dtype (in the order given: the most wanted first): the train step at each
 of `train_batches`, inference with NMS at `infer_batch`, and batch-1 latency (inference with
@@ -33,7 +33,7 @@ flags.DEFINE_list('dtypes', ['bfloat16', 'float32'], 'Compute dtypes.')
 flags.DEFINE_list('train_batches', ['128', '32'], 'Train step batch sizes.')
 flags.DEFINE_integer('infer_batch', 128, 'Batch size of the inference (with NMS) figure.')
 flags.DEFINE_integer('iters', 10, 'Timed calls per figure (median).')
-flags.DEFINE_float('budget_s', 420.0, 'No run starts after this many seconds.')
+flags.DEFINE_float('budget_s', 360.0, 'No run starts after this many seconds.')
 flags.mark_flags_as_required(['output_dir'])
 
 
