@@ -71,7 +71,9 @@ def get_config() -> ml_collections.ConfigDict:
 
   # --- Input ------------------------------------------------------------------------------
   config.input = ml_collections.ConfigDict()
-  # 'shapes' (embedded synthetic), 'voc', 'coco', 'voc_folder', 'coco_folder'.
+  # 'shapes' (embedded synthetic), 'voc', 'coco', 'voc_folder', 'coco_folder', or
+  # 'synthetic': random images and boxes in memory, for throughput only (no TensorFlow;
+  # ssd_jax/data/synthetic.py).
   config.input.dataset = 'voc'
   config.input.data_dir = ml_collections.config_dict.placeholder(str)  # tfds data dir.
   config.input.folder = ml_collections.config_dict.placeholder(str)  # For *_folder datasets.
@@ -92,6 +94,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.input.shapes_num_train = 5000
   config.input.shapes_num_validation = 500
   config.input.shapes_seed = 0
+  # The 'synthetic' source: distinct random batches made at start-up and cycled (its eval
+  # split has as many eval batches).
+  config.input.synthetic_batches = 4
   config.input.max_boxes = 64  # Ground truth per image is padded (and masked) to this.
   config.input.batch_size = 32  # Global batch size, split over all devices and hosts.
   config.input.eval_batch_size = 32  # Global, like batch_size.

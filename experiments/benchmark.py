@@ -14,7 +14,9 @@ two warm-up calls; the device figures use random inputs at the config's input si
   inference_bs1  the same at batch 1 (and `latency_ms_bs1`);
   forward        the model alone; postprocess: detection output alone on fixed head outputs;
   matcher_loss   matcher + MultiBox loss (value only) at batch 32 on random head outputs;
-  input          the config's tf.data train pipeline (decode + augment + batch) on the host:
+  input          the config's train input on the host: the tf.data pipeline (decode +
+                 augment + batch), or with --input_dataset=synthetic the in-memory random
+                 batches (no TensorFlow; then the figure is only the loop's overhead):
                  images/s, images per CPU-second (per core), and the host cores that the
                  measured train rate and a 2,000 images/s GPU would need. Skipped, with one
                  line saying why, where the data is not here (nothing is downloaded).
@@ -43,6 +45,8 @@ from ssd_jax import losses
 from ssd_jax import models
 from ssd_jax import postprocess
 from ssd_jax import train
+from ssd_jax.data import sources
+from ssd_jax.data import synthetic
 
 MATCHER_LOSS_BATCH = 32
 GPU_TARGET_IMAGES_PER_S = 2000.0  # The GPU train rate the input pipeline must feed.
@@ -66,22 +70,13 @@ def time_calls(fn, iters, warmup=2):
   return statistics.median(times)
 
 
-def random_batch(rng, batch_size, size, max_boxes, num_classes):
-  """A synthetic train batch: normal images, 1..7 random boxes per image, padded."""
-  low = rng.uniform(0, 0.7, (batch_size, max_boxes, 2))
-  boxes = np.concatenate([low, low + rng.uniform(0.05, 0.3, (batch_size, max_boxes, 2))], -1)
-  return {
-      'image': rng.normal(size=(batch_size, size, size, 3)).astype(np.float32),
-      'boxes': boxes.astype(np.float32),
-      'labels': rng.integers(1, num_classes + 1, (batch_size, max_boxes)).astype(np.int32),
-      'mask': np.arange(max_boxes)[None, :] < rng.integers(1, 8, (batch_size, 1)),
-  }
-
-
 def synthetic_batch(config, batch_size, seed=0, size=None):
-  """`random_batch` at the config's input size (or `size`), max_boxes and classes."""
-  return random_batch(np.random.default_rng(seed), batch_size, size or config.model.input_size,
-                      config.input.max_boxes, len(config.input.class_names))
+  """A random train batch (`synthetic.random_batch`, the train step's keys) at the config's
+  input size (or `size`), max_boxes and classes."""
+  batch = synthetic.random_batch(np.random.default_rng(seed), batch_size,
+                                 size or config.model.input_size, config.input.max_boxes,
+                                 len(config.input.class_names))
+  return {k: batch[k] for k in train.STEP_KEYS}
 
 
 def flops_of(jitted, *args):
@@ -116,11 +111,9 @@ def device_peak_flops(dtype, stated=None):
 
 
 def input_rate(config, num_batches, warmup=3):
-  """The config's tf.data train pipeline on this host: images/s and images per CPU-second."""
-  from ssd_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  ds = input_pipeline.create_train_dataset(config, process_index=0, process_count=1)
-  it = iter(tfds.as_numpy(ds))
+  """The config's train input on this host (the tf.data pipeline, or the synthetic source):
+  images/s and images per CPU-second."""
+  it = sources.train_batches(config, process_index=0, process_count=1)
   for _ in range(warmup):
     next(it)
   start, cpu = time.perf_counter(), time.process_time()
@@ -129,8 +122,9 @@ def input_rate(config, num_batches, warmup=3):
   seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
   images = num_batches * config.input.batch_size
   return {'dataset': config.input.dataset, 'images_per_s': images / seconds,
-          'images_per_cpu_second': images / cpu, 'cores': len(os.sched_getaffinity(0)),
-          'batches': num_batches, 'batch_size': config.input.batch_size}
+          'images_per_cpu_second': images / max(cpu, 1e-9),
+          'cores': len(os.sched_getaffinity(0)), 'batches': num_batches,
+          'batch_size': config.input.batch_size}
 
 
 class Steps:
@@ -233,8 +227,7 @@ def run(config, batch_size, iters, *, input_batches=0, input_config=None, names=
   """
   skipped = None
   if input_batches:
-    from ssd_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
-    skipped = input_pipeline.missing_data(input_config or config)
+    skipped = sources.missing_data(input_config or config)
     if skipped:
       print(f'input figure skipped: {skipped}.', flush=True)
   steps = Steps(config, batch_size)

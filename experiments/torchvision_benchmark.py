@@ -44,7 +44,7 @@ def time_calls(fn, iters, warmup=2):
 
 
 def random_targets(gen, batch_size, size, num_classes):
-  """1..7 random boxes per image (xyxy pixels), like experiments.benchmark.random_batch."""
+  """1..7 random boxes per image (xyxy pixels), like ssd_jax.data.synthetic.random_batch."""
   targets = []
   for _ in range(batch_size):
     n = int(torch.randint(1, 8, (1,), generator=gen))

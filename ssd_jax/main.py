@@ -44,6 +44,10 @@ flags.DEFINE_integer('process_id', int(os.environ.get('JAX_PROCESS_ID', -1)),
                      'This process in a multi-host run.')
 flags.DEFINE_bool('distributed', False,
                   'Call jax.distributed.initialize() with cluster auto-detection.')
+flags.DEFINE_list('local_device_ids', None,
+                  'Devices of this process in a multi-process run, e.g. 0,1,2,3,4,5,6,7 for one '
+                  'process per 8-GPU node under SLURM. Default: JAX\'s choice (under SLURM one '
+                  'device per process, the one of index SLURM_LOCALID).')
 flags.DEFINE_enum('cpu_collectives', 'gloo', ['gloo', 'mpi', 'none'],
                   'Collectives for multi-process runs on CPU.')
 flags.mark_flags_as_required(['config'])
@@ -132,11 +136,12 @@ def run(config, workdir: str | None, mode: str) -> None:
   if FLAGS.coordinator_address or FLAGS.distributed:
     if FLAGS.cpu_collectives != 'none':
       jax.config.update('jax_cpu_collectives_implementation', FLAGS.cpu_collectives)
+    local = None if FLAGS.local_device_ids is None else [int(i) for i in FLAGS.local_device_ids]
     if FLAGS.coordinator_address:
       jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
-                                 FLAGS.process_id)
+                                 FLAGS.process_id, local_device_ids=local)
     else:
-      jax.distributed.initialize()
+      jax.distributed.initialize(local_device_ids=local)
   report.note(f'JAX: {jax.process_count()} process(es), {jax.device_count()} device(s) '
               f'({jax.local_device_count()} per process: {jax.devices()[0].device_kind}).')
 

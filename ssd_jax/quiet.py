@@ -14,6 +14,7 @@ All of the project's log silencing is here:
   logging can be configured; this imports it with file descriptor 2 closed off.
 """
 
+import importlib.util
 import logging
 import os
 import sys
@@ -51,7 +52,13 @@ def libraries() -> None:
 
 
 def import_tensorflow() -> None:
-  """Imports TensorFlow with file descriptor 2 closed off (an import error still raises)."""
+  """Imports TensorFlow with file descriptor 2 closed off (an import error still raises).
+
+  Without TensorFlow installed (a bare accelerator machine, `input.dataset='synthetic'`) it
+  does nothing.
+  """
+  if importlib.util.find_spec('tensorflow') is None:
+    return
   sys.stderr.flush()
   saved = os.dup(2)
   try:

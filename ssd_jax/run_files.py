@@ -26,7 +26,7 @@ import numpy as np
 from ssd_jax import evaluation
 from ssd_jax import file_io
 from ssd_jax import report
-from ssd_jax.data import input_pipeline
+from ssd_jax.data import info as data_info
 from ssd_jax.evaluation import scored_data
 
 EVAL = 'eval'
@@ -73,7 +73,7 @@ def data_config(config) -> dict:
   keys = {
       'input.dataset': dataset,
       'input.eval_split': inp.get('eval_split') or
-                          input_pipeline.DEFAULT_SPLITS.get(dataset, (None, None))[1],
+                          data_info.DEFAULT_SPLITS.get(dataset, (None, None))[1],
       'eval.num_images': ev.get('num_images'),
       # Ground truth beyond this many boxes per image is dropped.
       'input.eval_max_boxes': inp.get('eval_max_boxes') or inp.get('max_boxes'),

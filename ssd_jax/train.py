@@ -13,8 +13,6 @@ import os
 import time
 from typing import Any
 
-from clu import metric_writers
-from clu import periodic_actions
 from flax import struct
 from flax.training import train_state
 import jax
@@ -23,8 +21,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from ssd_jax import anchors
 from ssd_jax import checkpoints
@@ -33,17 +29,22 @@ from ssd_jax import describe
 from ssd_jax import errors
 from ssd_jax import evaluation
 from ssd_jax import losses
+from ssd_jax import metric_writer
 from ssd_jax import models
 from ssd_jax import postprocess
 from ssd_jax import pretrained
 from ssd_jax import report
 from ssd_jax import run_files
+from ssd_jax import stack
 from ssd_jax import visualize
 from ssd_jax import workdir as workdir_lib
-from ssd_jax.data import input_pipeline
+from ssd_jax.data import sources
+from ssd_jax.data.info import DatasetInfo
 from ssd_jax.evaluation import label_spaces
 from ssd_jax.evaluation import plots
 from ssd_jax.evaluation import scored_data
+
+stack.check()  # A stack without an API used below fails here, in one line.
 
 STEP_KEYS = ('image', 'boxes', 'labels', 'mask')  # What the train step reads from a batch.
 
@@ -187,6 +188,17 @@ def make_mesh(devices=None) -> jax.sharding.Mesh:
   return jax.sharding.Mesh(np.asarray(devices), ('data',))
 
 
+def check_batch_sizes(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> None:
+  """Raises a one-line UserError unless the global batch sizes split evenly over the devices."""
+  devices = mesh.devices.size
+  for key in ('batch_size', 'eval_batch_size'):
+    size = config.input[key]
+    if size < 1 or size % devices:
+      raise errors.UserError(
+          f'config.input.{key}={size} must be a positive multiple of the {devices} devices '
+          f'(the global batch is split evenly over them); e.g. {max(1, size // devices) * devices}.')
+
+
 def eval_step_fn(config: ml_collections.ConfigDict, apply_fn, priors: anchors.DefaultBoxes):
   """`eval_step` with its arguments bound: (variables, batch) -> detections.
 
@@ -257,7 +269,7 @@ def score_split(config, variables, eval_fn, mesh, info, *, num_images_to_draw=0,
   label_map = label_spaces.detection_label_map(config, info, training=False)
   previews = []
   keys = ('boxes', 'labels', 'mask', 'difficult', 'crowd', 'orig_size', 'example_mask')
-  for local in tfds.as_numpy(input_pipeline.create_eval_dataset(config)):
+  for local in sources.eval_batches(config):
     detections = eval_fn(variables, global_batch(local, mesh, ('image',)))
     host = {k: local[k] for k in keys}
     host['image_id'] = scored_data.encode_ids(local['image_id'])
@@ -303,7 +315,7 @@ def _check_finite(pending: list) -> None:
 class _Setup:
   """What training and evaluation share, built once per run by `_setup`."""
   mesh: jax.sharding.Mesh
-  info: input_pipeline.DatasetInfo
+  info: DatasetInfo
   state: TrainState
   train_fn: Any
   eval_fn: Any
@@ -314,9 +326,9 @@ class _Setup:
 def _setup(config: ml_collections.ConfigDict, workdir: str, training: bool = True) -> _Setup:
   """Data set info (checked against the config's labels), default boxes (once), model, state,
   compiled steps, checkpoint manager."""
-  tf.config.set_visible_devices([], 'GPU')
   mesh = make_mesh()
-  info = input_pipeline.get_dataset_info(config)
+  check_batch_sizes(config, mesh)
+  info = sources.dataset_info(config)  # (Importing the tf.data pipeline keeps TF off GPUs.)
   label_spaces.detection_label_map(config, info, training)  # Raises on a mismatch.
   # Computed once; the model, steps and signature get them.
   priors = anchors.from_config(config, models.map_sizes_at(config.model))
@@ -351,7 +363,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   started = time.perf_counter()
   run = _setup(config, workdir)  # A config error stops here, before anything is written.
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  writer = metric_writer.create_writer(workdir, just_logging=jax.process_index() > 0)
   mesh, info, train_fn, eval_fn, manager = (run.mesh, run.info, run.train_fn, run.eval_fn,
                                             run.manager)
   state, start_step = checkpoints.restore(manager, run.state, run.signature)
@@ -367,10 +379,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     if config.init_from:
       state = initialize_from(state, config, mesh)
 
-  train_iter = iter(tfds.as_numpy(input_pipeline.create_train_dataset(
-      config, start_step=start_step)))
-  progress = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
-                                             writer=writer)
+  train_iter = sources.train_batches(config, start_step=start_step)
+  progress = metric_writer.create_progress(config.num_train_steps, writer)
   total = config.num_train_steps
   metrics = None
   pending, last_log = [], (start_step, time.perf_counter())
@@ -431,7 +441,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
 
 def _evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
   run = _setup(config, workdir, training=False)
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  writer = metric_writer.create_writer(workdir, just_logging=jax.process_index() > 0)
   state, step = checkpoints.restore(run.manager, run.state, run.signature, config.eval_step)
   if step is None:
     raise errors.UserError(f'No readable checkpoint left to evaluate in {run.manager.directory}.')

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs import smoke
-from experiments.benchmark import random_batch
+from ssd_jax.data.synthetic import random_batch
 from ssd_jax import checkpoints
 from ssd_jax import convert
 from ssd_jax import train

@@ -17,6 +17,7 @@ import pytest
 from configs import smoke
 from ssd_jax import anchors
 from ssd_jax import describe
+from ssd_jax import models
 from tests import command_line
 
 # What `pip install .` needs from a checkout (pyproject.toml names them).
@@ -76,5 +77,5 @@ def test_installed_package_runs_describe_from_another_folder(editable, tmp_path)
                 cwd=str(elsewhere))
   assert result.returncode == 0, result.stderr[-3000:]
   config = smoke.get_config()
-  expected = describe.format_summary(describe.describe(config, anchors.from_config(config)))
+  expected = describe.format_summary(describe.describe(config, anchors.from_config(config, models.map_sizes_at(config.model))))
   assert result.stdout.strip() == expected.strip()

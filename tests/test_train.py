@@ -212,7 +212,7 @@ def test_two_fake_devices_give_the_same_losses_as_one():
 import jax, numpy as np
 from configs import smoke
 from ssd_jax import train
-from experiments.benchmark import random_batch
+from ssd_jax.data.synthetic import random_batch
 from tests import model_setup
 for norm in (None, 'batch'):  # BatchNorm statistics must be global too (synchronized BN)
   config = smoke.get_config()

@@ -12,7 +12,6 @@ import dataclasses
 import functools
 import math
 import re
-from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -22,6 +21,8 @@ from ssd_jax import anchors
 from ssd_jax import errors
 from ssd_jax.data import augment
 from ssd_jax.data import coco_folder
+from ssd_jax.data.info import DEFAULT_SPLITS
+from ssd_jax.data.info import DatasetInfo  # pylint: disable=unused-import  (re-exported)
 from ssd_jax.data import problems
 from ssd_jax.classes import COCO_CLASSES
 from ssd_jax.classes import VOC_CLASSES
@@ -42,30 +43,10 @@ COCO_CATEGORY_IDS = (
 
 # Default (train, eval) split per dataset; override with config.input.train_split /
 # config.input.eval_split. For 'voc' the train split is read from voc/2007 and voc/2012.
-DEFAULT_SPLITS = {
-    'voc': ('train+validation', 'test'),
-    'coco': ('train', 'validation'),
-    'shapes': ('train', 'validation'),
-    'voc_folder': ('trainval', 'test'),
-    'coco_folder': ('train2017', 'val2017'),
-}
 _INT_IDS = ('coco', 'coco_folder')  # Datasets whose image_id is an int64 (else file stem).
 
 TRAIN_KEYS = ('image', 'boxes', 'labels', 'mask', 'difficult', 'crowd')
 EVAL_KEYS = TRAIN_KEYS + ('image_id', 'orig_size', 'example_mask')
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-  name: str  # config.input.dataset
-  class_names: tuple  # class_names[i - 1] names label i.
-  num_train_examples: Optional[int]  # None when tfds does not know (e.g. mock data).
-  num_eval_examples: Optional[int]  # Whole eval split (before config.eval.num_images).
-  train_split: str
-  eval_split: str
-  category_ids: Optional[tuple] = None  # COCO: label i -> category_ids[i - 1].
-  folder: Optional[str] = None  # *_folder datasets.
-  image_id_dtype: str = 'bytes'  # 'int64' (COCO ids) or 'bytes' (file stems).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,7 +135,7 @@ _DOWNLOADED = {'voc': (('voc/2007', 'voc/2012'), ('voc/2007',)),
                'coco': (('coco/2017',), ('coco/2017',))}  # (train, eval) tfds names.
 
 
-def missing_data(config, *, training: bool = True) -> Optional[str]:
+def missing_data(config, *, training: bool = True) -> str | None:
   """Why the config's train (or eval) data cannot be read without a download; None if it can.
 
   `voc` and `coco` are read only where tfds has prepared them in config.input.data_dir (tfds

@@ -13,14 +13,14 @@ segmentation area instead, which decides the small/medium/large split, so `APs/A
 (`annotation_file`) to get those exactly.
 """
 
+from __future__ import annotations  # (pycocotools types in signatures, imported lazily)
+
 import contextlib
 import io
 from typing import Sequence
 
 from absl import logging
 import numpy as np
-from pycocotools import coco as coco_lib
-from pycocotools import cocoeval
 
 from ssd_jax import errors
 from ssd_jax import file_io
@@ -31,21 +31,29 @@ STAT_NAMES = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl',
               'AR1', 'AR10', 'AR100', 'ARs', 'ARm', 'ARl')
 
 
+def _pycocotools():
+  """(pycocotools.coco, pycocotools.cocoeval), imported where COCO metrics are computed: the
+  rest of the package runs without pycocotools."""
+  from pycocotools import coco  # pylint: disable=g-import-not-at-top
+  from pycocotools import cocoeval  # pylint: disable=g-import-not-at-top
+  return coco, cocoeval
+
+
 def _quiet():
   """pycocotools prints progress to stdout; keep it out of the logs."""
   return contextlib.redirect_stdout(io.StringIO())
 
 
-def coco_from_dataset(dataset: dict) -> coco_lib.COCO:
+def coco_from_dataset(dataset: dict) -> 'pycocotools.coco.COCO':
   """A pycocotools COCO object from an in-memory instances dict."""
   with _quiet():
-    coco = coco_lib.COCO()
+    coco = _pycocotools()[0].COCO()
     coco.dataset = dataset
     coco.createIndex()
   return coco
 
 
-def load_coco(path: str) -> coco_lib.COCO:
+def load_coco(path: str) -> 'pycocotools.coco.COCO':
   """Loads an instances json (as `COCO(path)` does); raises FileNotFoundError / UserError with
   the path."""
   dataset = file_io.read_json(path, 'COCO ground truth file')
@@ -59,7 +67,7 @@ def load_coco(path: str) -> coco_lib.COCO:
                            ) from None
 
 
-def check_results(coco_gt: coco_lib.COCO, results: Sequence[dict]) -> None:
+def check_results(coco_gt: 'pycocotools.coco.COCO', results: Sequence[dict]) -> None:
   """Raises UserError naming the first bad detection: unknown image or category id, missing
   field, a string or boolean where a number belongs, non-finite number or negative width or
   height."""
@@ -102,7 +110,7 @@ def _is_integer(value) -> bool:
   return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def coco_evaluate(coco_gt: coco_lib.COCO, results: Sequence[dict],
+def coco_evaluate(coco_gt: 'pycocotools.coco.COCO', results: Sequence[dict],
                   image_ids: Sequence[int] | None = None) -> result_lib.EvalResult:
   """COCOeval bbox metrics of `results` on `coco_gt` (restricted to `image_ids` if given).
 
@@ -121,7 +129,7 @@ def coco_evaluate(coco_gt: coco_lib.COCO, results: Sequence[dict],
     coco_dt = coco_from_dataset({'images': list(coco_gt.dataset['images']),
                                  'categories': list(coco_gt.dataset['categories']),
                                  'annotations': []})
-  coco_eval = cocoeval.COCOeval(coco_gt, coco_dt, 'bbox')
+  coco_eval = _pycocotools()[1].COCOeval(coco_gt, coco_dt, 'bbox')
   if image_ids is not None:
     coco_eval.params.imgIds = sorted(set(image_ids))
   with _quiet():
@@ -186,7 +194,7 @@ class CocoEvaluator:
     if len(self.category_ids) != len(self.class_names):
       raise ValueError(f'{len(self.category_ids)} category ids for {len(self.class_names)} '
                        'class names.')
-    if isinstance(annotation_file, coco_lib.COCO):
+    if isinstance(annotation_file, _pycocotools()[0].COCO):
       self._coco_gt = annotation_file
     elif isinstance(annotation_file, dict):
       self._coco_gt = coco_from_dataset(annotation_file)
@@ -240,7 +248,7 @@ class CocoEvaluator:
     self._det.append((det_image[valid], categories[classes - 1], xywh[valid],
                       np.asarray(detections['scores'], np.float64)[keep][valid]))
 
-  def ground_truth(self) -> coco_lib.COCO:
+  def ground_truth(self) -> 'pycocotools.coco.COCO':
     """The COCO ground truth: the annotation file's, or one built from the batches."""
     if self._coco_gt is not None:
       return self._coco_gt
