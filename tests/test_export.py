@@ -268,3 +268,17 @@ def test_detect_tflite_without_runtime_says_what_to_install(jax_export, tmp_path
   line = error_line(lambda: detect.detect_files(None, [path], str(tmp_path / 'd.json'),
                                                 model=path))
   assert 'pip install -r requirements-export.txt' in line
+
+
+@pytest.mark.slow
+def test_command_line(workdir, tmp_path):
+  from tests import command_line  # pylint: disable=g-import-not-at-top
+  out = str(tmp_path / 'm.jax')
+  result = command_line.run('ssd_jax.export', f'--workdir={workdir[0]}', f'--output={out}')
+  assert result.returncode == 0, result.stderr
+  assert os.path.isfile(out) and os.path.isfile(out + '.json')
+  result = command_line.run('ssd_jax.export', f'--workdir={workdir[0]}', f'--output={out}x',
+                            '--format=jax', '--quantize=int8')
+  command_line.assert_one_error_line(result, 'ssd_jax.export',
+                                     '--quantize applies to --format=tflite only')
+  assert not os.path.exists(out + 'x')
