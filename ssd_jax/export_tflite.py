@@ -28,19 +28,26 @@ def check_converter() -> None:
   """Nothing to check: the converter comes with TensorFlow (a core requirement)."""
 
 
-def _heads_fn(detector):
-  """uint8 images -> (decoded pixel boxes [B, P, 4], class scores [B, P, C])."""
+def _eval_priors(detector):
+  """The default boxes [P, 4] (cyxhw, normalized) and scales of the eval step."""
+  from ssd_jax import anchors  # pylint: disable=g-import-not-at-top
+  if anchors.eval_scale_maps(detector.config) is not None:
+    multiscale = anchors.eval_scales(detector.config)
+    return np.asarray(multiscale.boxes, np.float32), multiscale.scales
+  return np.asarray(detector.priors, np.float32), None
+
+
+def _heads_fn(detector, encoded: bool):
+  """uint8 images -> (decoded pixel boxes [B, P, 4], class scores [B, P, C]), or with
+  `encoded` what TFLite_Detection_PostProcess takes: (offsets [B, P, 4], scores with the
+  background column [B, P, C + 1])."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from ssd_jax import anchors  # pylint: disable=g-import-not-at-top
   from ssd_jax import box_ops  # pylint: disable=g-import-not-at-top
   from ssd_jax import train  # pylint: disable=g-import-not-at-top
   config, size = detector.config, detector.input_size
-  priors, scales = detector.priors, None
-  if anchors.eval_scale_maps(config) is not None:
-    multiscale = anchors.eval_scales(config)
-    priors, scales = multiscale.boxes, multiscale.scales
-  priors = np.asarray(priors, np.float32)
+  priors, scales = _eval_priors(detector)
+  variances = np.asarray(config.loss.variances, np.float32)
   mean = np.asarray(config.input.mean_rgb, np.float32)
   std = np.asarray(config.input.std_rgb, np.float32)
   variables = detector.variables
@@ -48,6 +55,12 @@ def _heads_fn(detector):
   def fn(images):
     x = (images.astype(jnp.float32) - mean) / std
     loc, conf = train.eval_heads(variables, x, detector.apply_fn, scales)
+    if encoded:
+      if config.eval.max_size_offset is not None:  # The bound box_ops.decode applies.
+        bound = config.eval.max_size_offset / variances[2:]
+        loc = jnp.concatenate([loc[..., :2], jnp.minimum(loc[..., 2:], bound)], axis=-1)
+      return {'box_encodings': loc,
+              'class_predictions': jax.nn.softmax(conf.astype(jnp.float32), axis=-1)}
     boxes = box_ops.decode(loc, priors, tuple(config.loss.variances),
                            config.eval.max_size_offset)
     if config.eval.clip_boxes:
@@ -74,6 +87,103 @@ def _calibration_images(folder: str, size: int, count: int):
   return images
 
 
+def _implements_signature(meta_nms: dict, num_classes: int, variances) -> str:
+  """The TF OD API's `experimental_implements` string for TFLite_Detection_PostProcess."""
+  attrs = [('max_detections', 'i', meta_nms['max_detections']),
+           ('max_classes_per_detection', 'i', 1),
+           ('detections_per_class', 'i', meta_nms['pre_nms_top_k']),
+           ('use_regular_nms', 'b', 'true'),  # Per-class NMS, as the eval step.
+           ('nms_score_threshold', 'f', meta_nms['score_threshold']),
+           ('nms_iou_threshold', 'f', meta_nms['iou_threshold']),
+           ('y_scale', 'f', 1 / variances[0]), ('x_scale', 'f', 1 / variances[1]),
+           ('h_scale', 'f', 1 / variances[2]), ('w_scale', 'f', 1 / variances[3]),
+           ('num_classes', 'i', num_classes)]
+  return ' '.join(['name: "TFLite_Detection_PostProcess"'] + [
+      f'attr {{ key: "{k}" value {{ {t}: {v if t != "f" else repr(float(v))} }} }}'
+      for k, t, v in attrs])
+
+
+def _postprocess_model(anchors_px: np.ndarray, num_classes: int, signature: str) -> bytes:
+  """A .tflite of the TFLite_Detection_PostProcess op alone (plain TF: the converter fuses
+  the composite function), anchors [P, 4] cyxhw in input pixels held inside."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  num = len(anchors_px)
+
+  @tf.function(experimental_implements=signature)
+  def postprocess(box_encodings, class_predictions, anchors):  # pylint: disable=unused-argument
+    # A placeholder body: the converter replaces the call by the op.
+    zero = tf.constant(0.0, tf.float32)
+    return zero, zero, zero, zero
+
+  @tf.function(autograph=False, input_signature=[
+      tf.TensorSpec([1, num, 4], tf.float32), tf.TensorSpec([1, num, num_classes + 1],
+                                                            tf.float32)])
+  def serve(box_encodings, class_predictions):
+    return postprocess(box_encodings, class_predictions, tf.constant(anchors_px))
+
+  module = tf.Module()
+  module.serve = serve
+  converter = tf.lite.TFLiteConverter.from_concrete_functions(
+      [serve.get_concrete_function()], module)
+  converter.allow_custom_ops = True
+  return converter.convert()
+
+
+def _append(model_a: bytes, model_b: bytes, outputs_a: list[str], names_b: list[str]) -> bytes:
+  """Model A with model B's graph appended: A's signature outputs `outputs_a` feed B's
+  signature inputs of the same names; the result's outputs are B's operator outputs, named `names_b`. Uses the public
+  flatbuffer object API of tensorflow.lite.tools (no private JAX or TF code)."""
+  from tensorflow.lite.tools import flatbuffer_utils  # pylint: disable=g-import-not-at-top
+  from tensorflow.lite.python import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  a = flatbuffer_utils.read_model_from_bytearray(bytearray(model_a))
+  b = flatbuffer_utils.read_model_from_bytearray(bytearray(model_b))
+  if len(a.subgraphs) != 1 or len(b.subgraphs) != 1 or len(a.signatureDefs) != 1:
+    raise ValueError('expected single-subgraph models with one signature')
+  graph_a, graph_b = a.subgraphs[0], b.subgraphs[0]
+  def names(maps):
+    return {(m.name.decode() if isinstance(m.name, bytes) else m.name): m.tensorIndex
+            for m in maps}
+  out_a, in_b = names(a.signatureDefs[0].outputs), names(b.signatureDefs[0].inputs)
+  feed = {in_b[n]: out_a[n] for n in outputs_a}  # B's inputs are named as A's outputs.
+  buffer_offset = len(a.buffers)
+  a.buffers += b.buffers
+  opcodes = {}
+  for i, code in enumerate(b.operatorCodes):
+    key = (code.builtinCode, code.deprecatedBuiltinCode, code.customCode, code.version)
+    match = [j for j, c in enumerate(a.operatorCodes)
+             if (c.builtinCode, c.deprecatedBuiltinCode, c.customCode, c.version) == key]
+    if not match:
+      a.operatorCodes.append(code)
+      match = [len(a.operatorCodes) - 1]
+    opcodes[i] = match[0]
+  tensor_map = {}
+  for i, tensor in enumerate(graph_b.tensors):
+    if i in feed:
+      tensor_map[i] = feed[i]
+      continue
+    tensor.buffer += buffer_offset
+    tensor_map[i] = len(graph_a.tensors)
+    graph_a.tensors.append(tensor)
+  for op in graph_b.operators:
+    op.opcodeIndex = opcodes[op.opcodeIndex]
+    op.inputs = [tensor_map[t] if t >= 0 else t for t in op.inputs]
+    op.outputs = [tensor_map[t] for t in op.outputs]
+    graph_a.operators.append(op)
+  outputs = [tensor_map[t] for t in graph_b.outputs]
+  custom = [op for op in graph_b.operators if op.outputs and len(op.outputs) == len(names_b)]
+  if len(custom) == 1:  # The op's own output order (boxes, classes, scores, count).
+    outputs = list(custom[0].outputs)
+  graph_a.outputs = outputs
+  signature = a.signatureDefs[0]
+  signature.outputs = []
+  for name, index in zip(names_b, outputs):
+    tensor_map_t = schema.TensorMapT()
+    tensor_map_t.name, tensor_map_t.tensorIndex = name, index
+    signature.outputs.append(tensor_map_t)
+    graph_a.tensors[index].name = name
+  return bytes(flatbuffer_utils.convert_object_to_bytearray(a))
+
+
 def convert(detector, batch_size: int, quantize: str, calibration, calibration_images):
   """The .tflite bytes and the sidecar's extra keys."""
   from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
@@ -83,7 +193,10 @@ def convert(detector, batch_size: int, quantize: str, calibration, calibration_i
     raise errors.UserError('--quantize=int8 needs --calibration=<folder of images>.')
   calib = (_calibration_images(calibration, size, calibration_images)
            if quantize == 'int8' else None)
-  tf_fn = jax2tf.convert(_heads_fn(detector), with_gradient=False)
+  config = detector.config
+  # TFLite_Detection_PostProcess reads batch 1 only and does not clip boxes.
+  nms_inside = batch_size == 1 and not config.eval.clip_boxes
+  tf_fn = jax2tf.convert(_heads_fn(detector, encoded=nms_inside), with_gradient=False)
   module = tf.Module()
   module.serve = tf.function(
       tf_fn, autograph=False,
@@ -103,6 +216,20 @@ def convert(detector, batch_size: int, quantize: str, calibration, calibration_i
           yield {'images': np.stack(chunk)}
       converter.representative_dataset = representative
     data = converter.convert()
+  if nms_inside:
+    priors, _ = _eval_priors(detector)
+    nms = {'max_detections': config.eval.max_detections,
+           'pre_nms_top_k': config.eval.pre_nms_top_k,
+           'score_threshold': config.eval.score_threshold, 'iou_threshold': config.eval.nms_iou}
+    post = _postprocess_model(priors * np.float32(size), config.model.num_classes,
+                              _implements_signature(nms, config.model.num_classes,
+                                                    tuple(config.loss.variances)))
+    data = _append(data, post, ['box_encodings', 'class_predictions'],
+                   ['detection_boxes', 'detection_classes', 'detection_scores',
+                    'num_detections'])
+    return data, {'batch_size': batch_size, 'nms_inside': 'TFLite_Detection_PostProcess',
+                  **({'calibration': {'folder': os.path.abspath(calibration),
+                                      'images': len(calib)}} if calib else {})}
   extra = {'batch_size': batch_size, 'nms_inside': False,
            'tflite_outputs': {'raw_boxes': '[B, P, 4] float32 decoded yxyx in input pixels',
                               'raw_scores': '[B, P, C] float32 softmax, background dropped'},
@@ -176,5 +303,11 @@ class Runner:
     return self.runner(images=images)
 
   def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+    if self.meta.get('nms_inside'):
+      out = self.runner(images=images)
+      return {'detection_boxes': out['detection_boxes'].astype(np.float32),
+              'detection_classes': np.round(out['detection_classes']).astype(np.int32),
+              'detection_scores': out['detection_scores'].astype(np.float32),
+              'num_detections': np.round(out['num_detections']).astype(np.int32)}
     raw = self.raw(images)
     return detections(raw['raw_boxes'], raw['raw_scores'], self.meta)
