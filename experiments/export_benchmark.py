@@ -21,7 +21,6 @@ from ml_collections import config_flags
 from ssd_jax import convert
 from ssd_jax import export
 from ssd_jax import export_tflite
-from tests import test_export
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/smoke.py')
 _BATCH = flags.DEFINE_integer('batch_size', 1, 'Images per call.')
@@ -30,7 +29,8 @@ _REPEATS = flags.DEFINE_integer('repeats', 20, 'Timed calls per export (interlea
 
 
 def random_params(config):
-  """He-initialised params, loc heads x0.02, conf heads x0.3 (test_export.smoke_params)."""
+  """He-initialised params, loc heads x0.02, conf heads x0.3 (as tests/test_export.py):
+  box offsets and logits of the size a trained model gives."""
   from flax import traverse_util  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from ssd_jax import anchors  # pylint: disable=g-import-not-at-top
@@ -75,7 +75,9 @@ def main(argv):
     print(f'{spec}: exported in {seconds:.1f} s, {os.path.getsize(path) / 2**20:.1f} MiB')
   size = config.model.input_size if config.eval.scales is None else max(
       s[0] for s in config.eval.scales)
-  images = test_export.images(_BATCH.value, size=size)
+  y, x = np.mgrid[0:size, 0:size] / size  # Smooth images: a gradient per channel.
+  images = np.stack([np.stack([200 * x, 150 * y + 50, 120 + 80 * x * y], -1)] * _BATCH.value
+                    ).astype(np.uint8)
   times = {spec: [] for spec in runners}
   nms = {spec: [] for spec in runners}
   for spec, (fn, post) in runners.items():  # Warm-up (compiles the jax export).

@@ -91,7 +91,6 @@ def _implements_signature(meta_nms: dict, num_classes: int, variances) -> str:
   """The TF OD API's `experimental_implements` string for TFLite_Detection_PostProcess."""
   attrs = [('max_detections', 'i', meta_nms['max_detections']),
            ('max_classes_per_detection', 'i', 1),
-           ('detections_per_class', 'i', meta_nms['pre_nms_top_k']),
            ('use_regular_nms', 'b', 'true'),  # Per-class NMS, as the eval step.
            ('nms_score_threshold', 'f', meta_nms['score_threshold']),
            ('nms_iou_threshold', 'f', meta_nms['iou_threshold']),
@@ -129,10 +128,14 @@ def _postprocess_model(anchors_px: np.ndarray, num_classes: int, signature: str)
   return converter.convert()
 
 
-def _append(model_a: bytes, model_b: bytes, outputs_a: list[str], names_b: list[str]) -> bytes:
+def _append(model_a: bytes, model_b: bytes, outputs_a: list[str], names_b: list[str],
+            custom_options: dict | None = None) -> bytes:
   """Model A with model B's graph appended: A's signature outputs `outputs_a` feed B's
   signature inputs of the same names; the result's outputs are B's operator outputs, named `names_b`. Uses the public
-  flatbuffer object API of tensorflow.lite.tools (no private JAX or TF code)."""
+  flatbuffer object API of tensorflow.lite.tools (no private JAX or TF code).
+  `custom_options` are added to the custom op's options (flexbuffer map): the converter drops
+  attributes it does not know from the implements signature, such as detections_per_class."""
+  from flatbuffers import flexbuffers  # pylint: disable=g-import-not-at-top
   from tensorflow.lite.tools import flatbuffer_utils  # pylint: disable=g-import-not-at-top
   from tensorflow.lite.python import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
   a = flatbuffer_utils.read_model_from_bytearray(bytearray(model_a))
@@ -165,6 +168,10 @@ def _append(model_a: bytes, model_b: bytes, outputs_a: list[str], names_b: list[
     tensor_map[i] = len(graph_a.tensors)
     graph_a.tensors.append(tensor)
   for op in graph_b.operators:
+    if b.operatorCodes[op.opcodeIndex].customCode and custom_options:
+      options = flexbuffers.Loads(bytes(op.customOptions))
+      options.update(custom_options)
+      op.customOptions = list(flexbuffers.Dumps(options))
     op.opcodeIndex = opcodes[op.opcodeIndex]
     op.inputs = [tensor_map[t] if t >= 0 else t for t in op.inputs]
     op.outputs = [tensor_map[t] for t in op.outputs]
@@ -226,7 +233,8 @@ def convert(detector, batch_size: int, quantize: str, calibration, calibration_i
                                                     tuple(config.loss.variances)))
     data = _append(data, post, ['box_encodings', 'class_predictions'],
                    ['detection_boxes', 'detection_classes', 'detection_scores',
-                    'num_detections'])
+                    'num_detections'],
+                   custom_options={'detections_per_class': int(config.eval.pre_nms_top_k)})
     return data, {'batch_size': batch_size, 'nms_inside': 'TFLite_Detection_PostProcess',
                   **({'calibration': {'folder': os.path.abspath(calibration),
                                       'images': len(calib)}} if calib else {})}
