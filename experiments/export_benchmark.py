@@ -5,7 +5,8 @@ model has them; see tests/test_export.py), interleaved in one run.
       --formats=jax,tflite:none,tflite:dynamic --repeats=20
 
 Times `call` of the jax export (jit-compiled once, then per batch) and the LiteRT interpreter
-plus the numpy NMS of a tflite export (the NMS share printed apart). Prints a markdown table.
+of a tflite export (batch 1: NMS inside; larger batches: plus the numpy NMS, its share printed
+apart). Prints a markdown table.
 """
 
 import os
@@ -70,8 +71,11 @@ def main(argv):
     else:
       meta = export.load_sidecar(path)
       runner = export_tflite.Runner(path, meta)
-      runners[spec] = (runner.raw, lambda raw, m=meta: export_tflite.detections(
-          raw['raw_boxes'], raw['raw_scores'], m))
+      if meta['nms_inside']:  # Batch 1: TFLite_Detection_PostProcess in the file.
+        runners[spec] = (runner, None)
+      else:
+        runners[spec] = (runner.raw, lambda raw, m=meta: export_tflite.detections(
+            raw['raw_boxes'], raw['raw_scores'], m))
     print(f'{spec}: exported in {seconds:.1f} s, {os.path.getsize(path) / 2**20:.1f} MiB')
   size = config.model.input_size if config.eval.scales is None else max(
       s[0] for s in config.eval.scales)
