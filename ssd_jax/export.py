@@ -17,7 +17,8 @@ workdir and step, and the project version.
 
 --format=jax: a serialized `jax.export.Exported` of the whole eval step, batch size symbolic,
 lowered for CPU and CUDA; loading needs only jax (`jax.export.deserialize(data).call(images)`).
---format=tflite: see `ssd_jax.export_tflite`.
+--format=tflite: jax2tf -> SavedModel -> TFLiteConverter for a fixed batch size, optionally
+quantized; NMS inside as TFLite_Detection_PostProcess at batch 1 (`ssd_jax.export_tflite`).
 """
 
 import json
@@ -172,18 +173,16 @@ def export_files(workdir: str, output: str, *, step=None, fmt='jax', batch_size=
   from ssd_jax import detect  # pylint: disable=g-import-not-at-top
   from ssd_jax import file_io  # pylint: disable=g-import-not-at-top
   check_flags(workdir, output, fmt, batch_size, quantize, calibration)
-  if fmt == 'tflite':
-    from ssd_jax import export_tflite  # pylint: disable=g-import-not-at-top
-    export_tflite.check_converter()
   detector = detect.Detector(workdir, step)
   config, size = detector.config, detector.input_size
-  fn = export_fn(config, detector.apply_fn, detector.variables, detector.priors, size)
   if fmt == 'jax':
-    data = export_jax(fn, size)
+    data = export_jax(
+        export_fn(config, detector.apply_fn, detector.variables, detector.priors, size), size)
     meta = sidecar(config, fmt=fmt, output=output, input_size=size, batch_size=None,
                    workdir=workdir, step=detector.step,
                    extra={'platforms': ['cpu', 'cuda']})
   else:
+    from ssd_jax import export_tflite  # pylint: disable=g-import-not-at-top
     batch_size = batch_size or 1
     quantize = quantize or 'none'
     data, extra = export_tflite.convert(detector, batch_size, quantize, calibration,

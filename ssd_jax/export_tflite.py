@@ -1,17 +1,20 @@
 """--format=tflite: jax2tf -> SavedModel -> TFLiteConverter, and the LiteRT runner.
 
-The .tflite file holds the model and the box decoding for one batch size B: uint8 images
-[B, S, S, 3] -> `raw_boxes` [B, P, 4] (decoded yxyx in input pixels, every default box) and
-`raw_scores` [B, P, C] (softmax, background dropped). The per-class NMS runs after it, in
-numpy (`detections`), with the sidecar's settings; it gives the four outputs of every export.
+Batch 1 (and no `eval.clip_boxes`): one file with the model and the NMS inside as the TF Object
+Detection API's `TFLite_Detection_PostProcess` op, returning the four outputs of every export.
+The TF OD API gets that op from a `tf.function(experimental_implements=...)` placeholder that
+the converter fuses; TF 2.21's converter does that for a plain-TF graph but not once the graph
+holds jax2tf's `XlaCallModule` (the placeholder is inlined and its constants come out;
+reproduced with a one-matmul JAX function), and JAX's own NMS (`lax.top_k`) does not load in
+TF 2.21 ("unregistered operation 'vhlo.composite_v2'") without patching a JAX private. So the
+model (uint8 images -> box offsets, class scores with background) and the op (from a plain-TF
+graph, anchors inside in input pixels) are converted apart and the op's graph is appended to
+the model's with the public flatbuffer API of `tensorflow.lite.tools` (`_append`).
 
-Why NMS is not inside as `TFLite_Detection_PostProcess`: the TF Object Detection API gets that
-op from a `tf.function(experimental_implements=...)` that the converter fuses. TF 2.21's
-converter fuses it in a plain TF graph, but not once the graph holds jax2tf's `XlaCallModule`
-(the model): then the function is inlined and its placeholder body (constants) becomes the
-output. Reproduced with a one-matmul JAX function. JAX's own NMS (`lax.top_k`) does not load
-in TF 2.21 either ("unregistered operation 'vhlo.composite_v2'") without patching a JAX
-private. See docs/export.md.
+Batch > 1 (the op reads batch 1 only) or clipped boxes: the file ends with `raw_boxes`
+[B, P, 4] (decoded yxyx in input pixels) and `raw_scores` [B, P, C] (softmax, background
+dropped), and the eval step's per-class NMS runs after it in numpy (`detections`), with the
+sidecar's settings.
 """
 
 import os
@@ -22,10 +25,6 @@ import numpy as np
 from ssd_jax import errors
 
 RUNTIME_HINT = 'pip install -r requirements-export.txt (the LiteRT runtime, ai-edge-litert)'
-
-
-def check_converter() -> None:
-  """Nothing to check: the converter comes with TensorFlow (a core requirement)."""
 
 
 def _eval_priors(detector):
