@@ -274,10 +274,13 @@ def detections(raw_boxes, raw_scores, meta: dict) -> dict[str, np.ndarray]:
       order = np.argsort(-scores, kind='stable')[:meta['nms']['pre_nms_top_k']]
       order = order[scores[order] > threshold]
       boxes = raw_boxes[b, order]
-      ious = iou_matrix(boxes)
-      keep = np.zeros(len(order), bool)
-      for i in range(len(order)):
-        keep[i] = not np.any(keep[:i] & (ious[i, :i] > iou))
+      suppressed = iou_matrix(boxes) > iou  # [k, k]
+      alive = np.ones(len(order), bool)
+      keep = []
+      for i in range(len(order)):  # Greedy: a box survives unless a kept earlier one overlaps.
+        if alive[i]:
+          keep.append(i)
+          alive &= ~suppressed[i]
       kept += [(scores[j], c, raw_boxes[b, j]) for j in order[keep]]
     kept.sort(key=lambda t: -t[0])  # Stable: ties keep class order, as lax.top_k does.
     kept = kept[:k_max]
