@@ -10,6 +10,7 @@ apart). Prints a markdown table.
 """
 
 import os
+import shutil
 import tempfile
 import time
 
@@ -52,8 +53,14 @@ def random_params(config):
 
 def main(argv):
   del argv
-  config = _CONFIG.value
   tmp = tempfile.mkdtemp(prefix='export_benchmark_')
+  try:
+    run_benchmark(_CONFIG.value, tmp)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_benchmark(config, tmp):
   run = os.path.join(tmp, 'run')
   convert.save_workdir(run, config, random_params(config))
   runners = {}
