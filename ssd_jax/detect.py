@@ -2,6 +2,11 @@ r"""Command line: run a trained (or converted) detector on image files.
 
   python -m ssd_jax.detect --workdir=<dir> [--step=N] <images or folders...> \
       --output=dets.json [--draw=<folder>] [--score_threshold=0.3] [--batch_size=8]
+  python -m ssd_jax.detect --model=<file from ssd_jax.export> <images...> --output=dets.json
+
+With --model, the export runs instead of the checkpoint (docs/export.md): images are resized
+as evaluation resizes them, rounded to uint8 (what an export takes), and the results and
+drawings are made as with a workdir.
 
 Restores the checkpoint (default: the latest) with the workdir's saved config.json, and runs
 the evaluation path on every image: the eval preprocessing (resize to the model's input,
@@ -46,12 +51,14 @@ def define_flags() -> None:
   (tests, other commands with an --output flag) defines none."""
   flags.DEFINE_string('workdir', None, 'Training workdir (or `ssd_jax.convert` output) with '
                       'checkpoints/ and config.json.')
+  flags.DEFINE_string('model', None, 'Instead of --workdir: a file written by '
+                      '`python -m ssd_jax.export` (its sidecar <file>.json beside it).')
   flags.DEFINE_integer('step', None, 'Checkpoint step; default: the latest.')
   flags.DEFINE_string('output', None, 'Detections json to write (COCO results list).')
   flags.DEFINE_string('draw', None, 'Folder to create with each image and its detections drawn.')
   flags.DEFINE_float('score_threshold', 0.3, 'Keep detections with at least this score.')
   flags.DEFINE_integer('batch_size', 8, 'Images per forward pass.')
-  flags.mark_flags_as_required(['workdir', 'output'])
+  flags.mark_flags_as_required(['output'])
   cli.define_verbose()
 
 
@@ -158,6 +165,7 @@ class Detector:
     if self.step is None:
       raise errors.UserError(f'--workdir={workdir}: no checkpoint in its checkpoints/ folder.')
     self.variables = state.variables
+    self.apply_fn, self.priors = state.apply_fn, priors
     self.eval_fn = train.compile_steps(config, mesh, state.apply_fn, priors)[1]
     self.devices = mesh.size
     self.input_size = anchors.eval_input_size(config)
@@ -214,11 +222,16 @@ def _draw(folder: str, path: str, pixels: np.ndarray, results: list[dict]) -> No
   Image.fromarray(drawn).save(os.path.join(folder, name))
 
 
-def detect_files(workdir: str, paths, output: str, *, step=None, draw=None,
-                 score_threshold=0.3, batch_size=8) -> list[dict]:
-  """Runs the detector of `workdir` on `paths` (files or folders); writes and returns the
-  results list. Raises UserError before any work for bad outputs or inputs."""
+def detect_files(workdir: str | None, paths, output: str, *, step=None, draw=None,
+                 score_threshold=0.3, batch_size=8, model=None) -> list[dict]:
+  """Runs the detector of `workdir` (or the export `model`) on `paths` (files or folders);
+  writes and returns the results list. Raises UserError before any work for bad outputs or
+  inputs."""
   from ssd_jax import file_io  # pylint: disable=g-import-not-at-top
+  if (workdir is None) == (model is None):
+    raise errors.UserError('give either --workdir or --model.')
+  if model is not None and step is not None:
+    raise errors.UserError('--step applies to --workdir only (an export holds one step).')
   file_io.check_writable(output, '--output', folder=False)
   if draw and os.path.lexists(draw):
     raise errors.UserError(f'--draw={draw} exists; give a new folder.')
@@ -234,10 +247,15 @@ def detect_files(workdir: str, paths, output: str, *, step=None, draw=None,
                 f'their path: {", ".join(str(ids[f]) for f in shared[:5])}'
                 + (' ...' if len(shared) > 5 else '.'))
   file_io.check_not_inputs([('--output', output, None), ('--draw', draw, ('*',))],
-                           [('image', f) for f in files])
+                           [('image', f) for f in files] + [('--model', model)])
   if draw:
     file_io.check_writable(draw, '--draw', folder=True)
-  detector = Detector(workdir, step)
+  if model is not None:
+    from ssd_jax import export  # pylint: disable=g-import-not-at-top
+    detector = export.ExportedDetector(model)
+    batch_size = detector.fixed_batch or batch_size  # A tflite file has one batch size.
+  else:
+    detector = Detector(workdir, step)
   batch_size = -(-batch_size // detector.devices) * detector.devices
   results, skipped, start = [], [], time.perf_counter()
 
@@ -282,7 +300,7 @@ def detect_files(workdir: str, paths, output: str, *, step=None, draw=None,
     detect_all(None)
   done = len(files) - len(skipped)
   report.note(f'{len(results)} detections (score >= {score_threshold}) in {done} images from '
-              f'step {detector.step} of {workdir} written to {output}'
+              f'step {detector.step} of {model or workdir} written to {output}'
               + (f'; drawn into {draw}.' if draw else '.'))
   return results
 
@@ -292,6 +310,7 @@ def main(argv):
   quiet.import_tensorflow()
   errors.run_command(PROG, lambda: detect_files(
       FLAGS.workdir, argv[1:], FLAGS.output, step=FLAGS.step, draw=FLAGS.draw,
+      model=FLAGS.model,
       score_threshold=FLAGS.score_threshold,
       batch_size=FLAGS.batch_size))
 

@@ -166,20 +166,24 @@ def eval_step(variables, batch: dict[str, Any], priors: jax.Array, apply_fn,
   priors' predictions; `priors` are then the kept default boxes of all scales, concatenated.
   None: one forward pass on the batch as it is.
   """
-  images = batch['image']
-  if scales is None:
-    loc, conf = apply_fn(variables, images)
-  else:
-    locs, confs = [], []
-    for size, start, end in scales:
-      x = images
-      if size != images.shape[1]:
-        x = jax.image.resize(images, (images.shape[0], size, size, images.shape[3]), 'linear')
-      loc, conf = apply_fn(variables, x)
-      locs.append(loc[:, start:end])
-      confs.append(conf[:, start:end])
-    loc, conf = jnp.concatenate(locs, axis=1), jnp.concatenate(confs, axis=1)
+  loc, conf = eval_heads(variables, batch['image'], apply_fn, scales)
   return postprocess.detect_from_config(loc, conf, priors, config)
+
+
+def eval_heads(variables, images: jax.Array, apply_fn, scales=None):
+  """The heads' outputs that `eval_step` post-processes: loc [B, P, 4], logits [B, P, C + 1]
+  (with `scales`, each scale's kept priors, concatenated)."""
+  if scales is None:
+    return apply_fn(variables, images)
+  locs, confs = [], []
+  for size, start, end in scales:
+    x = images
+    if size != images.shape[1]:
+      x = jax.image.resize(images, (images.shape[0], size, size, images.shape[3]), 'linear')
+    loc, conf = apply_fn(variables, x)
+    locs.append(loc[:, start:end])
+    confs.append(conf[:, start:end])
+  return jnp.concatenate(locs, axis=1), jnp.concatenate(confs, axis=1)
 
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:

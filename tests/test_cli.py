@@ -13,8 +13,10 @@ from tests import command_line
 # Each command's own flags: its interface (absl's logging and debugging flags are not listed).
 FLAGS = {
     'ssd_jax.main': 'config workdir mode coordinator_address num_processes process_id '
-                    'distributed cpu_collectives verbose',
-    'ssd_jax.detect': 'workdir step output draw score_threshold batch_size verbose',
+                    'distributed local_device_ids cpu_collectives verbose',
+    'ssd_jax.detect': 'workdir model step output draw score_threshold batch_size verbose',
+    'ssd_jax.export': 'workdir step format output batch_size quantize calibration '
+                      'calibration_images verbose',
     'ssd_jax.evaluate': 'ground_truth detections metric split class_names output plots verbose',
     'ssd_jax.convert': 'input output config verbose',
     'experiments.benchmark': 'config batch_size dtype iters input_batches input_dataset '
@@ -27,8 +29,10 @@ FLAGS = {
     'experiments.error_analysis': 'workdir step output verbose',
     'experiments.prior_coverage': 'config num_images thresholds output',
     'experiments.profile_train': 'config batch_size iters parts verbose',
-    'experiments.sweep': 'config sweep workdir steps seeds variant collect list '
+    'experiments.sweep': 'config sweep vary workdir steps seeds reference variant collect list '
                          'benchmark_iters verbose',
+    'experiments.export_benchmark': 'formats batch_size repeats',
+    'experiments.gpu.suite': 'configs dtypes train_batches infer_batch iters budget_s output_dir',
 }
 LINE = re.compile(r'^--([a-z0-9_]+): \S.* \((default: .+|required)\)$')
 

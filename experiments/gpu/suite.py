@@ -105,4 +105,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  from ssd_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.run(main)
