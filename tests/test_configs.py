@@ -32,7 +32,7 @@ def code_key_paths() -> set[str]:
       glob.glob(os.path.join(REPO, 'experiments', '*.py')):
     with open(path) as f:
       text = f.read()
-    chains |= {c[1:] for c in re.findall(r'\bconfig((?:\.[a-z_][a-z_0-9]*)+)', text)}
+    chains |= {c[1:] for c in re.findall(r'(?<!\.)\bconfig((?:\.[a-z_][a-z_0-9]*)+)', text)}
     for alias, target in re.findall(r'\b([a-z_]+) = config((?:\.[a-z_]+)+)\s*$', text, re.M):
       chains |= {target[1:] + c for c in re.findall(rf'\b{alias}((?:\.[a-z_][a-z_0-9]*)+)',
                                                     text)}
