@@ -157,7 +157,8 @@ def get_config() -> ml_collections.ConfigDict:
   # image resized to size x size and keeps the detections of source maps first_map ..
   # end_map - 1 (default boxes keep their sizes in pixels); all scales' detections go through
   # one NMS. E.g. ((224, 0, 2), (128, 0, 6)): small objects also at 224 px. None = the model's
-  # input size only.
+  # input size only. Maps are counted like the per-map anchor keys (model.skip_sources'
+  # skipped maps included); a skipped map in a range stands for the finest predicting map.
   config.eval.scales = ml_collections.config_dict.placeholder(tuple)
   config.eval.every_steps = 5_000
   config.eval.num_images = ml_collections.config_dict.placeholder(int)  # None = whole split.

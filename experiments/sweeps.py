@@ -12,6 +12,10 @@ the results of the variants it has and trains only the new ones). Do not change 
 of a variant that has results: the runner refuses a folder whose variant differs.
 """
 
+from configs import shapes
+from ssd_jax import anchors
+from ssd_jax import models
+
 MAX_MAPS = 7
 
 
@@ -47,17 +51,16 @@ def stack_removed_maps(config, skip: int) -> dict:
   and stack their default boxes on the finest remaining map, keeping the total.
 
   A removed map of f x f cells becomes n = round((f / f_t)^2) scales on the remaining map of
-  f_t x f_t cells (4 per halving of the side), with that map's aspect ratios and sizes
-  spread evenly in log over its [min_size, max_size): scale i spans min * q^i .. min *
-  q^(i+1), q = (max / min)^(1 / n), and keeps the extra sqrt(min * max) square when
+  f_t x f_t cells (4 per halving of the side), each with the removed map's aspect ratios,
+  their sizes spread evenly in log over its [min_size, max_size): scale i spans min * q^i ..
+  min * q^(i+1), q = (max / min)^(1 / n), with its sqrt(min * max) square when
   `anchors.extra_scale` is on. So the removed map's f^2 cells x k boxes become f_t^2 cells x
-  n * k boxes (the same count when n is whole), covering the same box sizes with finer size
-  steps at the coarser stride. The box sizes are `config`'s (its min_sizes, or the scale
-  rule's over all maps), pinned with anchors.min_sizes / max_sizes so that the remaining maps
-  keep theirs (the rule would otherwise spread its sizes over the remaining maps only).
+  n * k boxes (the same count when (f / f_t)^2 is whole), over the same box sizes in finer
+  size steps, at the coarser stride. The box sizes are `config`'s: its min_sizes / max_sizes,
+  or, where those are None, the scale rule's over all maps, then set as anchors.min_sizes /
+  max_sizes so that the remaining maps keep them (the rule would spread its sizes over the
+  remaining maps only).
   """
-  from ssd_jax import anchors  # pylint: disable=g-import-not-at-top
-  from ssd_jax import models  # pylint: disable=g-import-not-at-top
   if config.model.skip_sources or config.anchors.stacked_scales is not None:
     raise ValueError('stack_removed_maps takes a config with all maps and no stacked scales.')
   map_sizes = models.map_sizes_at(config.model)(config.model.input_size)
@@ -69,11 +72,13 @@ def stack_removed_maps(config, skip: int) -> dict:
     edges = [round(s_min * (s_max / s_min) ** (i / n), 2) for i in range(n + 1)]
     stacked += [(lo, hi if config.anchors.extra_scale else None, rs)
                 for lo, hi in zip(edges, edges[1:])]
-  return {'model.skip_sources': skip,
-          'anchors.min_sizes': tuple(round(float(s), 2) for s in min_sizes),
-          'anchors.max_sizes': tuple(round(float(s), 2) for s in max_sizes),
-          'anchors.stacked_scales': tuple(tuple(stacked) if k == skip else ()
-                                          for k in range(len(map_sizes)))}
+  overrides = {'model.skip_sources': skip,
+               'anchors.stacked_scales': tuple(tuple(stacked) if k == skip else ()
+                                               for k in range(len(map_sizes)))}
+  if config.anchors.min_sizes is None:  # Pin the rule's sizes for all maps.
+    overrides['anchors.min_sizes'] = tuple(round(float(s), 2) for s in min_sizes)
+    overrides['anchors.max_sizes'] = tuple(round(float(s), 2) for s in max_sizes)
+  return overrides
 
 
 def source_layers(config) -> tuple:
@@ -89,12 +94,7 @@ def source_layers(config) -> tuple:
 # the full model's (configs/shapes.py: 6142 priors each; `priors` column of the results). The
 # sizes are those of configs/shapes.py, the embedded data's config; for another base config,
 # a sweep file with `VARIANTS = sweeps.source_layers(my_config.get_config())`.
-def _shapes_config():
-  from configs import shapes  # pylint: disable=g-import-not-at-top
-  return shapes.get_config()
-
-
-SOURCE_LAYERS = source_layers(_shapes_config())
+SOURCE_LAYERS = source_layers(shapes.get_config())
 
 # Two quick variants for tests with configs/smoke.py.
 SMOKE = (

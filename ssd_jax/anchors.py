@@ -163,11 +163,11 @@ def default_boxes(config: ml_collections.ConfigDict, map_sizes: Sequence[int],
            else [size / f for f in map_sizes])
   boxes = []
   flip = config.anchors.flip
-  for f, step, s_min, s_max, rs, extra in zip(map_sizes, steps, min_sizes, max_sizes, ratios,
-                                              stacked):
+  for f, step, s_min, s_max, rs, more in zip(map_sizes, steps, min_sizes, max_sizes, ratios,
+                                             stacked):
     # (h, w) in pixels: the map's own scale, then its stacked scales.
     shapes = _scale_shapes(s_min, s_max if config.anchors.extra_scale else None, rs, flip)
-    for scale_min, scale_max, scale_ratios in extra:
+    for scale_min, scale_max, scale_ratios in more:
       shapes += _scale_shapes(scale_min, scale_max, scale_ratios, flip)
     centres = (np.arange(f) + config.anchors.offset) * step / size
     cy, cx = np.meshgrid(centres, centres, indexing='ij')  # [f, f], row-major cells

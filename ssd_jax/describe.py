@@ -1,5 +1,7 @@
 """A summary of a config's model and default boxes, printed without training."""
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -26,15 +28,17 @@ def describe(config: ml_collections.ConfigDict, priors: anchors.DefaultBoxes) ->
 
   `priors` are the run's default boxes (`anchors.from_config`).
   """
-  names = models.source_names(config.model.arch, config.model.conv3_source)[
-      config.model.skip_sources:]
-  layers = [{'name': n, 'map_size': f, 'boxes_per_cell': k, 'priors': f * f * k,
+  skip = config.model.skip_sources
+  names = models.source_names(config.model.arch, config.model.conv3_source)[skip:]
+  # 'index': the map's place among all source maps (skipped ones counted), as the per-map
+  # anchor keys and eval.scales count them.
+  layers = [{'index': i, 'name': n, 'map_size': f, 'boxes_per_cell': k, 'priors': f * f * k,
              'min_size': lo, 'max_size': hi,
              # anchors.stacked_scales: [min_size, max_size or None, aspect ratios] per scale.
              'stacked_scales': [[a, b, list(r)] for a, b, r in stacked]}
-            for n, f, k, lo, hi, stacked in zip(names, priors.map_sizes, priors.boxes_per_cell,
-                                                priors.min_sizes, priors.max_sizes,
-                                                priors.stacked_scales)]
+            for i, n, f, k, lo, hi, stacked in zip(
+                itertools.count(skip), names, priors.map_sizes, priors.boxes_per_cell,
+                priors.min_sizes, priors.max_sizes, priors.stacked_scales)]
   num_classes = len(config.input.class_names)
   model = models.create_model(config.model, priors.boxes_per_cell, num_classes)
   size = config.model.input_size
@@ -68,9 +72,9 @@ def _stacked(scales: list) -> str:
 def format_summary(summary: dict) -> str:
   lines = [f"{summary['arch']} input {summary['input_size']}x{summary['input_size']}, width "
            f"x{summary['width']}, {summary['num_classes']} classes + background",
-           f"{'source':<10} {'map':>7} {'boxes/cell':>10} {'priors':>7} {'min':>7} {'max':>7}"]
+           f"{'source':<13} {'map':>7} {'boxes/cell':>10} {'priors':>7} {'min':>7} {'max':>7}"]
   for l in summary['layers']:
-    lines.append(f"{l['name']:<10} {l['map_size']:>3}x{l['map_size']:<3} "
+    lines.append(f"{l['index']:>2} {l['name']:<10} {l['map_size']:>3}x{l['map_size']:<3} "
                  f"{l['boxes_per_cell']:>10} {l['priors']:>7} {l['min_size']:>7.1f} "
                  f"{l['max_size']:>7.1f}" + _stacked(l['stacked_scales']))
   lines.append(f"total priors: {summary['total_priors']}")
