@@ -14,6 +14,7 @@ from configs import shapes
 from configs import smoke
 from configs import ssd300_coco
 from configs import ssd512_voc
+from experiments import sweeps
 from ssd_jax import anchors
 from ssd_jax import errors
 from ssd_jax import models
@@ -271,7 +272,6 @@ def _stacked_smoke(**anchor_keys):
 
 
 def _source_layers_variant(name):
-  from experiments import sweeps  # pylint: disable=g-import-not-at-top
   config = shapes.get_config()
   for key, value in dict(sweeps.SOURCE_LAYERS)[name].items():
     group, key = key.split('.')
