@@ -56,6 +56,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.anchors.flip = True
   # The paper's extra square box of side sqrt(min_size * max_size) on every map (its s'_k).
   config.anchors.extra_scale = True
+  # More scales on a map (the paper's Table 3 keeps the box count when it removes source
+  # maps by stacking their scales on the remaining ones). None, or one entry per source map
+  # like aspect_ratios: a tuple of extra scales (min_size, max_size or None, aspect_ratios),
+  # sizes in input pixels. Each adds, after the map's own boxes, a square of side min_size,
+  # the square of side sqrt(min_size * max_size) unless max_size is None (extra_scale is for
+  # the map's own scale only), and its aspect ratios (each r also 1/r when flip). E.g.
+  # ((), ((11, 16, (2,)), (16, 22, (2,))), (), ...): 8 more boxes per cell on map 1.
+  config.anchors.stacked_scales = ml_collections.config_dict.placeholder(tuple)
   config.anchors.clip = False  # Clip priors to [0, 1] (the paper's Caffe models do not).
   config.anchors.offset = 0.5  # Box centre offset within a cell, in cells.
   # Cap each box's height and width at the image size before clipping (torchvision's
@@ -149,7 +157,8 @@ def get_config() -> ml_collections.ConfigDict:
   # image resized to size x size and keeps the detections of source maps first_map ..
   # end_map - 1 (default boxes keep their sizes in pixels); all scales' detections go through
   # one NMS. E.g. ((224, 0, 2), (128, 0, 6)): small objects also at 224 px. None = the model's
-  # input size only.
+  # input size only. Maps are counted like the per-map anchor keys (model.skip_sources'
+  # skipped maps included); a skipped map in a range stands for the finest predicting map.
   config.eval.scales = ml_collections.config_dict.placeholder(tuple)
   config.eval.every_steps = 5_000
   config.eval.num_images = ml_collections.config_dict.placeholder(int)  # None = whole split.

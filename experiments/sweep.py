@@ -71,7 +71,7 @@ def apply_overrides(base: ml_collections.ConfigDict, variant: str,
     anchors.from_config(config, models.map_sizes_at(config.model))
   except ValueError as e:
     raise errors.UserError(f"Sweep variant '{variant}' gives an invalid model: {e}") from None
-  except TypeError as e:  # e.g. anchors.min_sizes given while max_sizes is None
+  except TypeError as e:  # e.g. a per-map entry of the wrong type
     raise errors.UserError(f"Sweep variant '{variant}' gives an invalid model: "
                            f'TypeError: {e}') from None
   return config

@@ -7,7 +7,11 @@ For source map k of size f_k, a cell (i, j) has centre ((i + offset) * step_k / 
   2. a square of side sqrt(min_size_k * max_size_k)  (the paper's extra s'_k box; only with
      `anchors.extra_scale`),
   3. for each aspect ratio r: w = min_size_k * sqrt(r), h = min_size_k / sqrt(r), and with
-     flip also its transpose (ratio 1/r).
+     flip also its transpose (ratio 1/r),
+  4. then the same three kinds for each stacked scale of the map (`anchors.stacked_scales`,
+     the paper's Table 3: a map can carry several scales), in order: its square of side
+     min_size, the square of side sqrt(min_size * max_size) when its max_size is not None,
+     and its aspect ratios (with flip, each r also 1/r).
 Sizes and steps are in input pixels, normalized by the input size S. Output is
 [P, 4] in normalized centre form [cy, cx, h, w], cells row-major per map.
 
@@ -26,6 +30,10 @@ import numpy as np
 
 from ssd_jax import box_ops
 from ssd_jax import errors
+
+# One scale of default boxes on a map: (min_size, max_size or None, aspect ratios), sizes in
+# input pixels (an entry of `anchors.stacked_scales`).
+Scale = tuple[float, float | None, tuple[float, ...]]
 
 # Input side -> side of each predicting source map (after model.skip_sources), for the model
 # of the config (`models.map_sizes_at`); raises UserError for a side too small for it.
@@ -60,12 +68,53 @@ def _per_map(config: ml_collections.ConfigDict, key: str, num_maps: int) -> list
   return list(values)[skip:skip + num_maps]
 
 
+def _is_number(value) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def stacked_scales(config: ml_collections.ConfigDict, num_maps: int) -> list[tuple[Scale, ...]]:
+  """`anchors.stacked_scales` for `num_maps` predicting source maps: per map, its extra scales
+  (min_size, max_size or None, aspect_ratios); () for each map when the key is None.
+
+  The form of every entry is checked (a UserError names the map and entry at fault).
+  """
+  value = config.anchors.stacked_scales
+  if value is None:
+    return [()] * num_maps
+  if not isinstance(value, (tuple, list)):
+    raise errors.UserError(f'anchors.stacked_scales={value!r}: it must be None or one tuple '
+                           'of scales per source map.')
+  for k, scales in enumerate(value):
+    if not isinstance(scales, (tuple, list)) or (scales and _is_number(scales[0])):
+      raise errors.UserError(f'anchors.stacked_scales: map {k}: {scales!r} is not a tuple of '
+                             '(min_size, max_size or None, aspect_ratios) scales (one scale '
+                             'is written ((min_size, max_size, ratios),)).')
+    for scale in scales:
+      if (not isinstance(scale, (tuple, list)) or len(scale) != 3 or not _is_number(scale[0])
+          or not (scale[1] is None or _is_number(scale[1]))
+          or not isinstance(scale[2], (tuple, list))
+          or not all(_is_number(r) for r in scale[2])):
+        raise errors.UserError(f'anchors.stacked_scales: map {k}: {scale!r} is not '
+                               '(min_size, max_size or None, aspect_ratios) with positive '
+                               'sizes in input pixels and positive ratios.')
+  return [tuple((s_min, s_max, tuple(rs)) for s_min, s_max, rs in scales)
+          for scales in _per_map(config, 'stacked_scales', num_maps)]
+
+
+def _scale_count(has_max: bool, ratios: Sequence[float], flip: bool) -> int:
+  """Default boxes per cell of one scale: its square, the sqrt(min * max) square, ratios."""
+  return 1 + int(has_max) + (2 if flip else 1) * len(ratios)
+
+
 def boxes_per_cell(config: ml_collections.ConfigDict, num_maps: int) -> list[int]:
-  """Default boxes per cell of each of `num_maps` predicting source maps:
-  1 + extra_scale + (1 + flip) * len(ratios)."""
+  """Default boxes per cell of each of `num_maps` predicting source maps: the map's own
+  1 + extra_scale + (1 + flip) * len(ratios), plus each stacked scale's
+  1 + (max_size is not None) + (1 + flip) * len(its ratios)."""
   ratios = _per_map(config, 'aspect_ratios', num_maps)
-  squares = 2 if config.anchors.extra_scale else 1
-  return [squares + (2 if config.anchors.flip else 1) * len(r) for r in ratios]
+  flip, extra = config.anchors.flip, config.anchors.extra_scale
+  return [_scale_count(extra, r, flip) + sum(_scale_count(s_max is not None, rs, flip)
+                                             for _, s_max, rs in stacked)
+          for r, stacked in zip(ratios, stacked_scales(config, num_maps))]
 
 
 def box_sizes(config: ml_collections.ConfigDict,
@@ -74,7 +123,24 @@ def box_sizes(config: ml_collections.ConfigDict,
   if config.anchors.min_sizes is None:
     return scale_sizes(config.model.input_size, num_maps, config.anchors.s_min,
                        config.anchors.s_max, config.anchors.first_scale)
+  if config.anchors.max_sizes is None:
+    raise errors.UserError('anchors.min_sizes is set but anchors.max_sizes is None: give both '
+                           '(per source map, in input pixels), or set both to None for the '
+                           'scale rule (anchors.s_min, s_max, first_scale).')
   return (_per_map(config, 'min_sizes', num_maps), _per_map(config, 'max_sizes', num_maps))
+
+
+def _scale_shapes(s_min: float, s_max: float | None, ratios: Sequence[float],
+                  flip: bool) -> list[tuple[float, float]]:
+  """(h, w) in pixels of one scale's boxes, in the order of the module docstring."""
+  shapes = [(s_min, s_min)]
+  if s_max is not None:
+    shapes.append((math.sqrt(s_min * s_max),) * 2)
+  for r in ratios:
+    shapes.append((s_min / math.sqrt(r), s_min * math.sqrt(r)))
+    if flip:
+      shapes.append((s_min * math.sqrt(r), s_min / math.sqrt(r)))
+  return shapes
 
 
 def default_boxes(config: ml_collections.ConfigDict, map_sizes: Sequence[int],
@@ -91,18 +157,18 @@ def default_boxes(config: ml_collections.ConfigDict, map_sizes: Sequence[int],
   map_sizes = list(map_sizes)
   min_sizes, max_sizes = box_sizes(config, len(map_sizes))
   ratios = _per_map(config, 'aspect_ratios', len(map_sizes))
+  stacked = stacked_scales(config, len(map_sizes))
   steps = (_per_map(config, 'steps', len(map_sizes))
            if config.anchors.steps is not None and size == config.model.input_size
            else [size / f for f in map_sizes])
   boxes = []
-  for f, step, s_min, s_max, rs in zip(map_sizes, steps, min_sizes, max_sizes, ratios):
-    shapes = [(s_min, s_min)]  # (h, w) in pixels
-    if config.anchors.extra_scale:
-      shapes.append((math.sqrt(s_min * s_max),) * 2)
-    for r in rs:
-      shapes.append((s_min / math.sqrt(r), s_min * math.sqrt(r)))
-      if config.anchors.flip:
-        shapes.append((s_min * math.sqrt(r), s_min / math.sqrt(r)))
+  flip = config.anchors.flip
+  for f, step, s_min, s_max, rs, more in zip(map_sizes, steps, min_sizes, max_sizes, ratios,
+                                             stacked):
+    # (h, w) in pixels: the map's own scale, then its stacked scales.
+    shapes = _scale_shapes(s_min, s_max if config.anchors.extra_scale else None, rs, flip)
+    for scale_min, scale_max, scale_ratios in more:
+      shapes += _scale_shapes(scale_min, scale_max, scale_ratios, flip)
     centres = (np.arange(f) + config.anchors.offset) * step / size
     cy, cx = np.meshgrid(centres, centres, indexing='ij')  # [f, f], row-major cells
     hw = np.asarray(shapes) / size  # [k, 2]
@@ -122,7 +188,9 @@ def default_boxes(config: ml_collections.ConfigDict, map_sizes: Sequence[int],
 @dataclasses.dataclass(frozen=True)
 class EvalScales:
   """Multi-scale testing (`config.eval.scales`): what the eval step runs and keeps."""
-  maps: tuple[tuple[int, int, int], ...]  # (input size, first map, end map) per scale.
+  # (input size, first map, end map) per scale: the predicting maps kept, counted like
+  # config.eval.scales (after the model.skip_sources rule of `eval_scales`).
+  maps: tuple[tuple[int, int, int], ...]
   scales: tuple[tuple[int, int, int], ...]  # (input size, first prior, end prior) per scale.
   boxes: np.ndarray  # [P', 4] the kept priors of all scales, concatenated in that order.
 
@@ -133,8 +201,9 @@ class DefaultBoxes:
   boxes: np.ndarray  # [P, 4] normalized [cy, cx, h, w], in the heads' order.
   map_sizes: tuple[int, ...]  # Side of each source map.
   boxes_per_cell: tuple[int, ...]  # Default boxes per cell of each source map.
-  min_sizes: tuple[float, ...]  # Per-map box sizes in input pixels.
+  min_sizes: tuple[float, ...]  # Per-map box sizes in input pixels (each map's own scale).
   max_sizes: tuple[float, ...]
+  stacked_scales: tuple[tuple[Scale, ...], ...]  # Per map: anchors.stacked_scales.
   eval_scales: EvalScales | None  # config.eval.scales (`eval_scales`); None when off.
 
 
@@ -147,6 +216,7 @@ def from_config(config: ml_collections.ConfigDict, map_sizes_at: MapSizesAt) -> 
                       boxes_per_cell=tuple(boxes_per_cell(config, len(map_sizes))),
                       min_sizes=tuple(float(s) for s in min_sizes),
                       max_sizes=tuple(float(s) for s in max_sizes),
+                      stacked_scales=tuple(stacked_scales(config, len(map_sizes))),
                       eval_scales=eval_scales(config, map_sizes_at))
 
 
@@ -182,26 +252,35 @@ def eval_scales(config: ml_collections.ConfigDict, map_sizes_at: MapSizesAt
   """The scales of `config.eval.scales` as prior ranges and boxes; None when it is off.
 
   Each entry `(size, first_map, end_map)` runs the model on the image resized to size x size
-  and keeps the predictions of source maps first_map .. end_map - 1 (counted after
-  `model.skip_sources`) with their default boxes at that size (`default_boxes`). A size too
-  small for the model or maps it does not have raise a UserError naming the entry.
+  and keeps the predictions of source maps first_map .. end_map - 1 with their default boxes
+  at that size (`default_boxes`). Maps are counted like the per-map anchor keys: all of the
+  model's source maps, the `model.skip_sources` finest (which predict nothing) included. A
+  range's skipped maps are replaced by the finest predicting map (where a Table 3 variant
+  stacks their scales, experiments/sweeps.py), so an entry stays valid when maps are
+  skipped: with skip_sources=2, (224, 0, 2) keeps map 2 and (96, 2, 6) maps 2 .. 5. A size
+  too small for the model or maps it does not have raise a UserError naming the entry.
   """
   maps = eval_scale_maps(config)
   if maps is None:
     return None
-  scales, boxes = [], []
+  skip = config.model.skip_sources
+  kept, scales, boxes = [], [], []
   for entry in maps:
     size, first, end = entry
     try:
       map_sizes = list(map_sizes_at(size))
     except errors.UserError as e:  # A size too small for the model.
       raise errors.UserError(f'config.eval.scales: {entry!r}: {e}') from None
-    if not 0 <= first < end <= len(map_sizes):
+    total = skip + len(map_sizes)
+    if not 0 <= first < end <= total:
       raise errors.UserError(f'config.eval.scales: maps {first} .. {end - 1} of {entry!r} are '
-                             f'not among the model\'s {len(map_sizes)} source maps (0 .. '
-                             f'{len(map_sizes) - 1}).')
+                             f'not among the model\'s {total} source maps (0 .. '
+                             f'{total - 1}).')
+    first, end = max(first, skip), max(end, skip + 1)  # Skipped maps: the finest predicting.
+    kept.append((size, first, end))
     per_cell = boxes_per_cell(config, len(map_sizes))
     counts = np.cumsum([0] + [f * f * k for f, k in zip(map_sizes, per_cell)])
-    scales.append((size, int(counts[first]), int(counts[end])))
-    boxes.append(default_boxes(config, map_sizes, size)[counts[first]:counts[end]])
-  return EvalScales(maps=maps, scales=tuple(scales), boxes=np.concatenate(boxes))
+    start, stop = int(counts[first - skip]), int(counts[end - skip])
+    scales.append((size, start, stop))
+    boxes.append(default_boxes(config, map_sizes, size)[start:stop])
+  return EvalScales(maps=tuple(kept), scales=tuple(scales), boxes=np.concatenate(boxes))

@@ -1,5 +1,7 @@
 """A summary of a config's model and default boxes, printed without training."""
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -26,12 +28,17 @@ def describe(config: ml_collections.ConfigDict, priors: anchors.DefaultBoxes) ->
 
   `priors` are the run's default boxes (`anchors.from_config`).
   """
-  names = models.source_names(config.model.arch, config.model.conv3_source)[
-      config.model.skip_sources:]
-  layers = [{'name': n, 'map_size': f, 'boxes_per_cell': k, 'priors': f * f * k,
-             'min_size': lo, 'max_size': hi}
-            for n, f, k, lo, hi in zip(names, priors.map_sizes, priors.boxes_per_cell,
-                                       priors.min_sizes, priors.max_sizes)]
+  skip = config.model.skip_sources
+  names = models.source_names(config.model.arch, config.model.conv3_source)[skip:]
+  # 'index': the map's place among all source maps (skipped ones counted), as the per-map
+  # anchor keys and eval.scales count them.
+  layers = [{'index': i, 'name': n, 'map_size': f, 'boxes_per_cell': k, 'priors': f * f * k,
+             'min_size': lo, 'max_size': hi,
+             # anchors.stacked_scales: [min_size, max_size or None, aspect ratios] per scale.
+             'stacked_scales': [[a, b, list(r)] for a, b, r in stacked]}
+            for i, n, f, k, lo, hi, stacked in zip(
+                itertools.count(skip), names, priors.map_sizes, priors.boxes_per_cell,
+                priors.min_sizes, priors.max_sizes, priors.stacked_scales)]
   num_classes = len(config.input.class_names)
   model = models.create_model(config.model, priors.boxes_per_cell, num_classes)
   size = config.model.input_size
@@ -45,20 +52,31 @@ def describe(config: ml_collections.ConfigDict, priors: anchors.DefaultBoxes) ->
       'total_priors': int(priors.boxes.shape[0]),
       'num_params': num_params,
       'forward_gflops': None if flops is None else flops / 1e9,
-      # Multi-scale testing: [input size, first map, last map] per scale; None = off.
+      # Multi-scale testing: [input size, first map, last map] per scale (maps counted with
+      # the skipped ones, like config.eval.scales); None = off.
       'eval_scales': (None if priors.eval_scales is None else
                       [[size, first, end - 1] for size, first, end in priors.eval_scales.maps]),
   }
 
 
+def _stacked(scales: list) -> str:
+  """'  + 4 stacked scales 11.0 .. 22.0 px' for a map's stacked scales ('' for none)."""
+  if not scales:
+    return ''
+  low = min(a for a, _, _ in scales)
+  high = max(a if b is None else b for a, b, _ in scales)
+  return (f"  + {len(scales)} stacked scale{'s' * (len(scales) > 1)} "
+          f"{low:.1f} .. {high:.1f} px")
+
+
 def format_summary(summary: dict) -> str:
   lines = [f"{summary['arch']} input {summary['input_size']}x{summary['input_size']}, width "
            f"x{summary['width']}, {summary['num_classes']} classes + background",
-           f"{'source':<10} {'map':>7} {'boxes/cell':>10} {'priors':>7} {'min':>7} {'max':>7}"]
+           f"{'source':<13} {'map':>7} {'boxes/cell':>10} {'priors':>7} {'min':>7} {'max':>7}"]
   for l in summary['layers']:
-    lines.append(f"{l['name']:<10} {l['map_size']:>3}x{l['map_size']:<3} "
+    lines.append(f"{l['index']:>2} {l['name']:<10} {l['map_size']:>3}x{l['map_size']:<3} "
                  f"{l['boxes_per_cell']:>10} {l['priors']:>7} {l['min_size']:>7.1f} "
-                 f"{l['max_size']:>7.1f}")
+                 f"{l['max_size']:>7.1f}" + _stacked(l['stacked_scales']))
   lines.append(f"total priors: {summary['total_priors']}")
   lines.append(f"parameters: {summary['num_params']:,}")
   gflops = summary['forward_gflops']

@@ -14,6 +14,7 @@ from configs import shapes
 from configs import smoke
 from configs import ssd300_coco
 from configs import ssd512_voc
+from experiments import sweeps
 from ssd_jax import anchors
 from ssd_jax import errors
 from ssd_jax import models
@@ -51,8 +52,13 @@ def brute_force_priors(map_sizes, input_size, steps, min_sizes, max_sizes, ratio
 
 
 def brute_force_config(config, map_sizes, input_size):
-  """Every anchors.* option of `config`, one box at a time ([cy, cx, h, w]), on maps of
-  `map_sizes` at `input_size`."""
+  """Every anchors.* option of `config` (stacked scales included), one box at a time
+  ([cy, cx, h, w], float32), on maps of `map_sizes` at `input_size`.
+
+  Written from the docstring of anchors.py, independently of its vectorized code, with the
+  same arithmetic in float64 (centres (i + offset) * step / size; sides in pixels, then / size)
+  and clip in float32 like box_ops, so that the result is bit for bit the code's.
+  """
   a, skip, n = config.anchors, config.model.skip_sources, len(map_sizes)
   if a.min_sizes is None:  # The scale rule (its sizes: test_scale_rule_reproduces_caffe_sizes).
     min_sizes, max_sizes = anchors.scale_sizes(config.model.input_size, n, a.s_min, a.s_max,
@@ -65,26 +71,33 @@ def brute_force_config(config, map_sizes, input_size):
     steps = [input_size / f for f in map_sizes]
   out = []
   for k, f in enumerate(map_sizes):
+    # Scales of map k: its own (max size only with extra_scale), then its stacked ones.
+    scales = [(min_sizes[k], max_sizes[k] if a.extra_scale else None,
+               a.aspect_ratios[skip + k])]
+    if a.stacked_scales is not None:
+      scales += list(a.stacked_scales[skip + k])
     for i, j in itertools.product(range(f), repeat=2):
       cy, cx = (i + a.offset) * steps[k] / input_size, (j + a.offset) * steps[k] / input_size
-      hws = [(min_sizes[k], min_sizes[k])]
-      if a.extra_scale:
-        hws.append((math.sqrt(min_sizes[k] * max_sizes[k]),) * 2)
-      for r in a.aspect_ratios[skip + k]:
-        hws.append((min_sizes[k] / math.sqrt(r), min_sizes[k] * math.sqrt(r)))
-        if a.flip:
-          hws.append((min_sizes[k] * math.sqrt(r), min_sizes[k] / math.sqrt(r)))
-      for h, w in hws:
-        h, w = h / input_size, w / input_size
-        if a.clip_sizes:
-          h, w = min(h, 1.0), min(w, 1.0)
-        if a.clip:
-          y0, x0 = max(cy - h / 2, 0.0), max(cx - w / 2, 0.0)
-          y1, x1 = min(cy + h / 2, 1.0), min(cx + w / 2, 1.0)
-          out.append([(y0 + y1) / 2, (x0 + x1) / 2, y1 - y0, x1 - x0])
-        else:
-          out.append([cy, cx, h, w])
-  return np.asarray(out)
+      for s_min, s_max, ratios in scales:
+        hws = [(s_min, s_min)]
+        if s_max is not None:
+          hws.append((math.sqrt(s_min * s_max),) * 2)
+        for r in ratios:
+          hws.append((s_min / math.sqrt(r), s_min * math.sqrt(r)))
+          if a.flip:
+            hws.append((s_min * math.sqrt(r), s_min / math.sqrt(r)))
+        for h, w in hws:
+          h, w = h / input_size, w / input_size
+          if a.clip_sizes:
+            h, w = min(h, 1.0), min(w, 1.0)
+          if a.clip:
+            c, half = np.float32([cy, cx]), np.float32([h, w]) / np.float32(2)
+            low = np.clip(c - half, np.float32(0), np.float32(1))
+            high = np.clip(c + half, np.float32(0), np.float32(1))
+            out.append(np.concatenate([(low + high) / np.float32(2), high - low]))
+          else:
+            out.append(np.float32([cy, cx, h, w]))
+  return np.asarray(out, np.float32).reshape(-1, 4)
 
 
 class AnchorsTest(parameterized.TestCase):
@@ -221,15 +234,17 @@ class EvalScalesTest(parameterized.TestCase):
 
 @parameterized.named_parameters(*[(name, name) for name in CONFIGS])
 class EveryConfigTest(parameterized.TestCase):
-  """Each config's default boxes (and those of its eval scales) against the brute-force loop."""
+  """Each config's default boxes (and those of its eval scales) against the brute-force loop,
+  bit for bit: the loop reproduces the code before anchors.stacked_scales existed (checked
+  against that code's output once, 2026-12-04), so every existing config keeps its priors."""
 
   def test_default_boxes_match_the_brute_force_loop(self, name):
     config = importlib.import_module(f'configs.{name}').get_config()
     priors = from_config(config)
     size = config.model.input_size
     expected = brute_force_config(config, priors.map_sizes, size)
-    self.assertEqual(priors.boxes.shape, expected.shape)
-    np.testing.assert_allclose(priors.boxes, expected, atol=1e-6)
+    self.assertEqual(priors.boxes.dtype, np.float32)
+    np.testing.assert_array_equal(priors.boxes, expected)
     self.assertEqual(priors.boxes.shape[0], sum(
         f * f * k for f, k in zip(priors.map_sizes, priors.boxes_per_cell)))
     if priors.eval_scales is None:
@@ -239,8 +254,119 @@ class EveryConfigTest(parameterized.TestCase):
                                                      priors.eval_scales.scales):
       map_sizes = models.map_sizes_at(config.model)(size)
       every = brute_force_config(config, map_sizes, size)
-      per_cell = priors.boxes_per_cell
+      skip, per_cell = config.model.skip_sources, priors.boxes_per_cell
       counts = np.cumsum([0] + [f * f * k for f, k in zip(map_sizes, per_cell)])
-      self.assertEqual((start, stop), (counts[first], counts[end]))
+      self.assertEqual((start, stop), (counts[first - skip], counts[end - skip]))
       kept.append(every[start:stop])
-    np.testing.assert_allclose(priors.eval_scales.boxes, np.concatenate(kept), atol=1e-6)
+    np.testing.assert_array_equal(priors.eval_scales.boxes, np.concatenate(kept))
+
+
+def _stacked_smoke(**anchor_keys):
+  """smoke (maps 12, 6, 3, 2 at 96 px, the scale rule) with two scales stacked on map 1: one
+  with its sqrt(min * max) square and ratio 2, one square alone; `anchor_keys` on top."""
+  config = smoke.get_config()
+  config.anchors.stacked_scales = ((), ((10, 14, (2,)), (7.5, None, ())), (), ())
+  for key, value in anchor_keys.items():
+    config.anchors[key] = value
+  return config
+
+
+def _source_layers_variant(name):
+  config = shapes.get_config()
+  for key, value in dict(sweeps.SOURCE_LAYERS)[name].items():
+    group, key = key.split('.')
+    config[group][key] = value
+  return config
+
+
+class StackedScalesTest(parameterized.TestCase):
+  """anchors.stacked_scales: several scales on one map (the paper's Table 3)."""
+
+  @parameterized.named_parameters(
+      ('smoke', _stacked_smoke, {}),
+      ('no_flip', _stacked_smoke, {'flip': False}),
+      ('no_extra_scale', _stacked_smoke, {'extra_scale': False}),
+      ('clip', _stacked_smoke, {'clip': True, 'clip_sizes': True}),
+      ('explicit_steps', _stacked_smoke, {'min_sizes': (10, 20, 40, 70),
+                                          'max_sizes': (20, 40, 70, 96),
+                                          'steps': (8, 16, 32, 48)}),
+      ('no_finest', lambda: _source_layers_variant('no_finest'), {}),
+      ('no_two_finest', lambda: _source_layers_variant('no_two_finest'), {}),
+  )
+  def test_priors_equal_the_brute_force_loop(self, get_config, anchor_keys):
+    config = get_config()
+    for key, value in anchor_keys.items():
+      config.anchors[key] = value
+    priors = from_config(config)
+    np.testing.assert_array_equal(
+        priors.boxes, brute_force_config(config, priors.map_sizes, config.model.input_size))
+    self.assertEqual(priors.boxes.shape[0], sum(
+        f * f * k for f, k in zip(priors.map_sizes, priors.boxes_per_cell)))
+    size = 2 * config.model.input_size  # At another size too (multi-scale testing).
+    maps = models.map_sizes_at(config.model)(size)
+    np.testing.assert_array_equal(default_boxes(config, size),
+                                  brute_force_config(config, maps, size))
+
+  def test_boxes_per_cell_by_hand(self):
+    # Map 1: its own 1 + 1 + 2 * 2 = 6, then (10, 14, (2,)): 1 + 1 + 2, then (7.5, None): 1.
+    self.assertEqual(from_config(_stacked_smoke()).boxes_per_cell, (4, 11, 6, 4))
+    # No flip: own 1 + 1 + 2, stacked 1 + 1 + 1 and 1.
+    self.assertEqual(from_config(_stacked_smoke(flip=False)).boxes_per_cell, (3, 8, 4, 3))
+    # extra_scale is the own scale's only: own 1 + 4, stacked 4 and 1.
+    self.assertEqual(from_config(_stacked_smoke(extra_scale=False)).boxes_per_cell,
+                     (3, 10, 5, 3))
+
+  def test_first_cell_of_the_stacked_map_by_hand(self):
+    config = _stacked_smoke()
+    priors = from_config(config)
+    first = 12 * 12 * 4  # Map 1 (6 x 6, step 16 px) starts after map 0's priors.
+    c, r2 = 8 / 96, math.sqrt(2)
+    stacked = [[c, c, 10 / 96, 10 / 96], [c, c, math.sqrt(140) / 96, math.sqrt(140) / 96],
+               [c, c, 10 / r2 / 96, 10 * r2 / 96], [c, c, 10 * r2 / 96, 10 / r2 / 96],
+               [c, c, 7.5 / 96, 7.5 / 96]]
+    np.testing.assert_allclose(priors.boxes[first + 6:first + 11], stacked, rtol=1e-6)
+    # The map's own boxes come first and are those of the config without stacked scales.
+    config.anchors.stacked_scales = None
+    own = from_config(config).boxes[first:first + 6]
+    np.testing.assert_array_equal(priors.boxes[first:first + 6], own)
+    self.assertEqual(priors.stacked_scales, ((), ((10, 14, (2,)), (7.5, None, ())), (), ()))
+
+  @parameterized.parameters(
+      (((), ((10, 14),), (), ()), r'map 1: \(10, 14\) is not \(min_size, max_size or None'),
+      (((), ((10, 14, 2),), (), ()), r'map 1: \(10, 14, 2\) is not'),
+      (((), ((-10, 14, ()),), (), ()), r'map 1: \(-10, 14, \(\)\) is not'),
+      (((), ((10, 14, (0,)),), (), ()), 'positive ratios'),
+      (((), (10, 14, (2,)), (), ()), r'map 1: \(10, 14, \(2,\)\) is not a tuple of \(min_size, '
+                                     r'max_size or None, aspect_ratios\) scales \(one scale is '
+                                     r'written \(\(min_size'),
+      (((), ()), 'anchors.stacked_scales has 2 entries but the model has 4 source maps'),
+  )
+  def test_malformed_stacked_scales_are_one_line(self, value, message):
+    config = smoke.get_config()
+    config.anchors.stacked_scales = value
+    with self.assertRaisesRegex(errors.UserError, message):
+      from_config(config)
+
+  def test_min_sizes_without_max_sizes_is_one_line(self):
+    config = smoke.get_config()  # The scale rule: min_sizes and max_sizes None.
+    config.anchors.min_sizes = (10, 20, 40, 70)
+    with self.assertRaisesRegex(errors.UserError, 'anchors.min_sizes is set but '
+                                'anchors.max_sizes is None: give both'):
+      from_config(config)
+
+  def test_eval_scales_count_the_skipped_maps(self):
+    """eval.scales indexes all source maps; a skipped map stands for the finest predicting."""
+    config = _source_layers_variant('no_two_finest')  # shapes: ((224, 0, 2), (128, 0, 6), ...
+    got = from_config(config).eval_scales
+    self.assertEqual(config.eval.scales, ((224, 0, 2), (128, 0, 6), (96, 2, 6)))
+    self.assertEqual(got.maps, ((224, 2, 3), (128, 2, 6), (96, 2, 6)))
+    # 224 px: maps 14, 7, 4, 2 (after the two skipped); map 2 alone, 94 per cell. 96 px:
+    # maps 6, 3, 2, 1, all of them.
+    self.assertEqual(got.scales, ((224, 0, 14 * 14 * 94), (128, 0, 6142),
+                                  (96, 0, 6 * 6 * 94 + (9 + 4 + 1) * 6)))
+    np.testing.assert_array_equal(got.boxes, np.concatenate([
+        default_boxes(config, 224)[:14 * 14 * 94], default_boxes(config),
+        default_boxes(config, 96)]))
+    config.eval.scales = ((224, 0, 7),)
+    with self.assertRaisesRegex(errors.UserError, 'among the model\'s 6 source maps'):
+      from_config(config)

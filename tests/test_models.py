@@ -4,6 +4,7 @@ from absl.testing import parameterized
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from configs import default
 from configs import shapes
@@ -11,6 +12,7 @@ from configs import smoke
 from configs import ssd512_voc
 from ssd_jax import describe
 from ssd_jax import models
+from ssd_jax import train
 from ssd_jax.models import vgg
 from tests import model_setup
 
@@ -81,6 +83,63 @@ class ModelTest(parameterized.TestCase):
   def test_describe_lists_the_eval_scales(self):
     text = describe.format_summary(summarize(shapes.get_config()))
     self.assertIn('evaluated at: 224 px (maps 0-1), 128 px (maps 0-5), 96 px (maps 2-5)', text)
+
+
+def stacked_smoke():
+  """smoke (maps 12, 6, 3, 2) with map 1 carrying two stacked scales, 11 boxes per cell."""
+  config = smoke.get_config()
+  config.anchors.stacked_scales = ((), ((10, 14, (2,)), (7.5, None, ())), (), ())
+  return config
+
+
+class StackedScalesTest(parameterized.TestCase):
+  """A map with stacked scales (anchors.stacked_scales): the heads follow its box count."""
+
+  def test_heads_have_the_channels_of_the_boxes_per_cell(self):
+    config = stacked_smoke()
+    per_cell = model_setup.default_boxes(config).boxes_per_cell
+    # By hand: smoke's ratios (2,), (2, 3), (2, 3), (2,) give 4, 6, 6, 4; map 1 also gets
+    # (10, 14, (2,)): 1 + 1 + 2 and (7.5, None, ()): 1.
+    self.assertEqual(per_cell, (4, 11, 6, 4))
+    model = model_setup.create_model(config)
+    images = jnp.zeros((1, 96, 96, 3))
+    variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), images)
+    params = variables['params']
+    classes = len(config.input.class_names) + 1
+    self.assertEqual([params[f'loc_{i}']['kernel'].shape[-1] for i in range(4)],
+                     [4 * k for k in (4, 11, 6, 4)])
+    self.assertEqual([params[f'conf_{i}']['kernel'].shape[-1] for i in range(4)],
+                     [classes * k for k in (4, 11, 6, 4)])
+    loc, conf = jax.eval_shape(model.apply, variables, images)
+    num_priors = 144 * 4 + 36 * 11 + 9 * 6 + 4 * 4
+    self.assertEqual(loc.shape, (1, num_priors, 4))
+    self.assertEqual(conf.shape, (1, num_priors, classes))
+    self.assertEqual(model_setup.default_boxes(config).boxes.shape, (num_priors, 4))
+
+  def test_describe_lists_the_stacked_scales(self):
+    summary = summarize(stacked_smoke())
+    self.assertEqual(summary['layers'][1]['stacked_scales'], [[10, 14, [2]], [7.5, None, []]])
+    self.assertEqual(summary['layers'][1]['priors'], 36 * 11)
+    text = describe.format_summary(summary)
+    self.assertIn('+ 2 stacked scales 7.5 .. 14.0 px', text)
+
+  @pytest.mark.slow
+  def test_a_train_step_with_stacked_scales(self):
+    """One optimizer step of the model with stacked scales on a batch (one 8.6 px object per
+    image, [y0, x0, y1, x1]): the loss is finite and the stacked map's head changes."""
+    config = stacked_smoke()
+    priors = model_setup.default_boxes(config)
+    model = model_setup.create_model(config)
+    state = train.create_train_state(config, model, jax.random.PRNGKey(0))
+    batch = {'image': jax.random.normal(jax.random.PRNGKey(1), (4, 96, 96, 3)),
+             'boxes': jnp.tile(jnp.asarray([[[0.04, 0.04, 0.13, 0.13]]]), (4, 16, 1)),
+             'labels': jnp.ones((4, 16), jnp.int32),
+             'mask': jnp.zeros((4, 16), bool).at[:, 0].set(True)}
+    step = jax.jit(lambda s, b: train.train_step(s, b, jnp.asarray(priors.boxes), config))
+    new_state, metrics = step(state, batch)
+    self.assertTrue(np.isfinite(float(metrics['loss'])))
+    before, after = (s.params['loc_1']['kernel'] for s in (state, new_state))
+    self.assertGreater(float(jnp.abs(after - before).max()), 0.0)
 
 
 class PoolingTest(parameterized.TestCase):

@@ -224,29 +224,67 @@ def test_seeds_give_mean_and_sample_std():
 
 @pytest.mark.parametrize('name', [name for name, _ in sweeps.SOURCE_LAYERS])
 def test_source_layers_predict_from_the_coarser_maps(name):
-  """shapes (maps 32, 16, 8, 4, 2, 1): each removed map takes its cells and its head away."""
+  """shapes (maps 32, 16, 8, 4, 2, 1): each removed map takes its head away, and its boxes
+  go to the finest remaining map as stacked scales, so the total stays within 10% of the full
+  model's; the config's multi-scale eval.scales stay valid."""
   from configs import shapes  # pylint: disable=g-import-not-at-top
   overrides = dict(sweeps.SOURCE_LAYERS)[name]
   base = shapes.get_config()
-  if name != 'all_maps':  # The config's eval scales name maps 0 .. 5, which these lack.
-    with pytest.raises(errors.UserError, match=f"'{name}' gives an invalid model: "
-                       r'config.eval.scales: maps 0 .. 5 of \(128, 0, 6\)'):
-      sweep.apply_overrides(base, name, overrides)
-  base.eval.scales = None  # As docs/sweeps.md runs this sweep on shapes.
-  config = sweep.apply_overrides(base, name, overrides)
+  full = model_setup.default_boxes(base)
+  config = sweep.apply_overrides(base, name, overrides)  # With shapes' eval.scales.
   skip = config.model.skip_sources
   maps = [32, 16, 8, 4, 2, 1][skip:]
-  per_cell = model_setup.default_boxes(config).boxes_per_cell
+  priors = model_setup.default_boxes(config)
+  per_cell = priors.boxes_per_cell
   assert len(per_cell) == len(maps)
+  # The remaining maps keep their own boxes; the finest one also carries the removed maps'.
+  assert per_cell[1:] == full.boxes_per_cell[skip + 1:]
+  removed = sum(f * f * k for f, k in zip([32, 16][:skip], full.boxes_per_cell))
+  assert (per_cell[0] - full.boxes_per_cell[skip]) * maps[0] ** 2 == removed
+  total = sum(f * f * k for f, k in zip(maps, per_cell))
+  assert abs(total - 6142) <= 0.1 * 6142
   model = model_setup.create_model(config)
   images = jnp.zeros((1, 128, 128, 3))
   variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), images)
   loc, _ = jax.eval_shape(model.apply, variables, images)
-  assert loc.shape[1] == sum(f * f * k for f, k in zip(maps, per_cell))
+  assert loc.shape[1] == total == priors.boxes.shape[0]
   assert sorted(k for k in variables['params'] if k.startswith('loc_')) == [
       f'loc_{i}' for i in range(len(maps))]
   # The first prior sits in the first cell of the finest remaining map.
-  np.testing.assert_allclose(model_setup.default_boxes(config).boxes[0, :2], [0.5 / maps[0]] * 2)
+  np.testing.assert_allclose(priors.boxes[0, :2], [0.5 / maps[0]] * 2)
+  # shapes' ((224, 0, 2), (128, 0, 6), (96, 2, 6)): skipped maps stand for the finest one.
+  assert priors.eval_scales.maps == ((224, skip, max(2, skip + 1)), (128, skip, 6), (96, 2, 6))
+
+
+def test_stacked_scales_cover_the_removed_maps_sizes():
+  """stack_removed_maps: a removed map's [min, max) is split evenly in log into (f / f_t)^2
+  scales with its ratios, each with its sqrt(min * max) square: by hand for shapes."""
+  from configs import shapes  # pylint: disable=g-import-not-at-top
+  stacked = sweeps.stack_removed_maps(shapes.get_config(), 1)['anchors.stacked_scales']
+  q = 2 ** 0.25  # conv3's 11 .. 22 px in 4 steps (32^2 / 16^2 cells).
+  assert [len(m) for m in stacked] == [0, 4, 0, 0, 0, 0]
+  np.testing.assert_allclose([lo for lo, _, _ in stacked[1]], [11 * q ** i for i in range(4)],
+                             atol=0.005)
+  np.testing.assert_allclose([hi for _, hi, _ in stacked[1]],
+                             [11 * q ** (i + 1) for i in range(4)], atol=0.005)
+  assert {r for _, _, r in stacked[1]} == {(2,)}  # conv3's own ratios.
+  config = shapes.get_config()
+  config.anchors.extra_scale = False
+  no_extra = sweeps.stack_removed_maps(config, 2)['anchors.stacked_scales'][2]
+  assert len(no_extra) == 16 + 4 and all(hi is None for _, hi, _ in no_extra)
+
+
+def test_stacking_on_the_scale_rule_keeps_the_full_models_sizes(smoke_base):
+  """smoke uses the scale rule (maps 12, 6, 3, 2): the variant sets the full model's sizes, so
+  the remaining maps keep theirs, and map 0's 144 cells x 4 boxes become 36 x 16."""
+  full = model_setup.default_boxes(smoke_base)
+  config = sweep.apply_overrides(smoke_base, 'no_finest',
+                                 sweeps.stack_removed_maps(smoke_base, 1))
+  priors = model_setup.default_boxes(config)
+  np.testing.assert_allclose(priors.min_sizes, full.min_sizes[1:], atol=0.005)
+  np.testing.assert_allclose(priors.max_sizes, full.max_sizes[1:], atol=0.005)
+  assert priors.boxes_per_cell == (6 + 16, 6, 4)
+  assert priors.boxes.shape == full.boxes.shape
 
 
 # --- Statistics -------------------------------------------------------------------------------
