@@ -32,6 +32,7 @@ FLAGS = {
     'experiments.sweep': 'config sweep vary workdir steps seeds reference variant collect list '
                          'benchmark_iters verbose',
     'experiments.export_benchmark': 'config formats batch_size repeats',
+    'experiments.export_accuracy': 'workdir models num_images batch_size',
     'experiments.gpu.suite': 'configs dtypes train_batches infer_batch iters budget_s output_dir',
 }
 LINE = re.compile(r'^--([a-z0-9_]+): \S.* \((default: .+|required)\)$')
