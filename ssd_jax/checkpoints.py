@@ -138,6 +138,30 @@ def wait_until_finished(manager: ocp.CheckpointManager) -> None:
     raise
 
 
+def last_complete_step(manager: ocp.CheckpointManager) -> int | None:
+  """The newest step whose save has finished (waits for a save in flight), or None."""
+  with contextlib.suppress(Exception):  # A failed save leaves the older steps.
+    manager.wait_until_finished()
+  manager.reload()
+  return manager.latest_step()
+
+
+def remove_unfinished(workdir: str) -> None:
+  """Removes the temporary folders of saves that never finished (`<step>.orbax-checkpoint-
+  tmp*`: a run killed or stopped by a second signal during a save), saying so in one line.
+
+  Called by a training run, which holds the workdir lock: no other save can be in flight.
+  Process 0 removes them; they are never read as checkpoints either way.
+  """
+  if jax.process_index() != 0:
+    return
+  for partial in sorted(glob.glob(os.path.join(workdir, 'checkpoints',
+                                               '*.orbax-checkpoint-tmp*'))):
+    shutil.rmtree(partial, ignore_errors=True)
+    report.note(f'Removed {partial}: the unfinished save of an interrupted run (the last '
+                'complete checkpoint is used).')
+
+
 def _restore_step(manager: ocp.CheckpointManager, state, signature: dict, step: int):
   meta = manager.restore(step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()}))[META]
   check_signature(meta, signature, f'{manager.directory} (step {step})')

@@ -152,6 +152,7 @@ def lock(workdir: str, mode: str):
   """Holds the workdir lock for the duration of a run (process 0 takes it for all).
 
   Every process raises when process 0 could not take the lock, so no process starts work.
+  Yields the lock file's path on process 0, None on the others.
   """
   path, failure = None, None
   if jax.process_index() == 0:
@@ -166,9 +167,14 @@ def lock(workdir: str, mode: str):
   if failure is not None:
     raise failure
   try:
-    yield
+    yield path
   finally:
     if path is not None:
-      held = _read(path)
-      if held and held.get('pid') == os.getpid() and held.get('host') == socket.gethostname():
-        os.remove(path)
+      release(path)
+
+
+def release(path: str) -> None:
+  """Removes the lock file `path` if this process holds it."""
+  held = _read(path)
+  if held and held.get('pid') == os.getpid() and held.get('host') == socket.gethostname():
+    os.remove(path)
