@@ -170,8 +170,13 @@ def _restore_step(manager: ocp.CheckpointManager, state, signature: dict, step: 
       STATE: ocp.args.StandardRestore(abstract)}))[STATE]
 
 
+def saving_now(manager: ocp.CheckpointManager) -> errors.UserError:
+  """The one-line error of a reader that lost the race with a training run's saves."""
+  return errors.UserError(f'training is saving checkpoints to {manager.directory}; retry.')
+
+
 def restore(manager: ocp.CheckpointManager, state, signature: dict, step: int | None = None,
-            *, move_damaged: bool = True):
+            *, move_damaged: bool = True, writer_running: bool = False):
   """Restores `step` (default: the latest) into the structure and shardings of `state`.
 
   The checkpoint's `model_signature` must equal `signature` (else a UserError naming the keys).
@@ -181,21 +186,39 @@ def restore(manager: ocp.CheckpointManager, state, signature: dict, step: int | 
   saying so in one line; with `move_damaged` False (a reader such as `ssd_jax.detect`, which
   writes nothing in the workdir) it is left in place and skipped. A damaged requested `step`
   is a UserError naming it and its damaged file or item folder.
+
+  A reader (`move_damaged` False) may race a training run: a step it lists can be deleted by
+  retention while it reads it. A step that is gone after a failed read is not damage: the
+  newest complete step is tried once more (with `writer_running`, a training run holds the
+  workdir, any failed step counts so); a second failure is the one-line `saving_now` error.
   """
   if step is not None and step not in manager.all_steps():
     raise errors.UserError(f'No checkpoint for step {step} in {manager.directory}; saved '
                            f'steps: {sorted(manager.all_steps())}.')
-  skipped = set()
+  skipped, retried = set(), False
   while True:
     left = [s for s in manager.all_steps() if s not in skipped]
     current = (max(left) if left else None) if step is None else step
     if current is None:
       return state, None
+    step_dir = os.path.join(str(manager.directory), str(current))
     try:
       return _restore_step(manager, state, signature, current), current
+    except errors.UserError:
+      raise
     except Exception as e:  # pylint: disable=broad-except
-      damage = checkpoint_damage.find_damage(
-          os.path.join(str(manager.directory), str(current)), array_items=(STATE,))
+      damage = checkpoint_damage.find_damage(step_dir, array_items=(STATE,))
+      if not move_damaged:
+        manager.reload()
+        gone = not os.path.isdir(step_dir) or current not in manager.all_steps()
+        if gone or (writer_running and damage is not None):
+          if retried or step is not None:
+            raise saving_now(manager) from e
+          retried = True
+          if gone:
+            report.note(f'Checkpoint step {current} was deleted while it was read (training '
+                        'is saving checkpoints); using the newest complete step.')
+            continue
       if damage is None:  # The step reads back: the error is not damage (e.g. a tree misfit).
         raise
       problem = f'Checkpoint step {current} is unreadable: {damage[0]}: {damage[1]}'

@@ -87,6 +87,15 @@ def _read(path: str) -> dict | None:
     return {}  # Half-written by a process killed while creating it.
 
 
+def training_holds(workdir: str) -> bool:
+  """Whether a training run holds `workdir` (its lock: mode 'train', alive or of another
+  host, which cannot be checked from here)."""
+  holder = _read(os.path.join(workdir, LOCK))
+  if not holder or holder.get('mode') != 'train':
+    return False
+  return holder.get('host') != socket.gethostname() or _alive(holder)
+
+
 def _describe(holder: dict) -> str:
   return (f"host {holder.get('host', '?')}, PID {holder.get('pid', '?')}, started "
           f"{holder.get('started', '?')}")

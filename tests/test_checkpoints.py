@@ -161,3 +161,77 @@ def test_a_step_of_another_device_count_is_not_damage(tmp_path):
     with open(path, 'r+b') as f:
       f.truncate(os.path.getsize(path) // 2)
   assert checkpoint_damage.find_damage(step_dir)[0] == os.path.join(step_dir, 'state')
+
+
+def _saved_steps(tmp_path, config, steps, state):
+  config.keep_checkpoints = len(steps)
+  manager = checkpoints.create_manager(str(tmp_path), config)
+  for step in steps:
+    checkpoints.save(manager, step, state, signature(config))
+  checkpoints.wait_until_finished(manager)
+  return manager
+
+
+def _deleting_reads(monkeypatch, tmp_path, deleted):
+  """Each read of a step in `deleted` first deletes its folder (retention, in a training run,
+  between the reader's listing and its read)."""
+  original = checkpoints._restore_step
+
+  def read(manager, state, sig, step):
+    if step in deleted:
+      import shutil  # pylint: disable=g-import-not-at-top
+      shutil.rmtree(tmp_path / 'checkpoints' / str(step))
+    return original(manager, state, sig, step)
+  monkeypatch.setattr(checkpoints, '_restore_step', read)
+
+
+def test_a_reader_retries_once_when_the_step_it_reads_is_deleted(tmp_path, monkeypatch, capsys):
+  config = smoke.get_config()
+  state = {'w': np.arange(64, dtype=np.float32)}
+  manager = _saved_steps(tmp_path, config, (1, 2, 3), state)
+  _deleting_reads(monkeypatch, tmp_path, {3})
+  restored, step = checkpoints.restore(manager, state, signature(config), move_damaged=False,
+                                       writer_running=True)
+  assert step == 2
+  np.testing.assert_array_equal(restored['w'], state['w'])
+  assert ('Checkpoint step 3 was deleted while it was read (training is saving checkpoints); '
+          'using the newest complete step.') in capsys.readouterr().out
+
+
+def test_a_reader_that_loses_the_race_twice_fails_in_one_line(tmp_path, monkeypatch):
+  config = smoke.get_config()
+  state = {'w': np.arange(64, dtype=np.float32)}
+  manager = _saved_steps(tmp_path, config, (1, 2, 3), state)
+  _deleting_reads(monkeypatch, tmp_path, {2, 3})
+  with pytest.raises(errors.UserError) as raised:
+    checkpoints.restore(manager, state, signature(config), move_damaged=False)
+  assert str(raised.value) == (f"training is saving checkpoints to {tmp_path / 'checkpoints'}; "
+                               'retry.')
+
+
+def _truncate_arrays(step_dir):
+  arrays = [os.path.join(root, n) for root, _, names in os.walk(step_dir / 'state')
+            if os.path.basename(root) == 'd' for n in names]
+  damaged = max(arrays, key=os.path.getsize)
+  with open(damaged, 'r+b') as f:
+    f.truncate(os.path.getsize(damaged) // 2)
+
+
+def test_while_training_runs_a_reader_tries_one_older_step_then_says_retry(tmp_path, capsys):
+  """A step that fails while a training run holds the workdir: once the newest complete
+  step, then the one line (not the raw TensorStore error)."""
+  config = smoke.get_config()
+  state = {'w': np.arange(4096, dtype=np.float32)}
+  manager = _saved_steps(tmp_path, config, (1, 2, 3), state)
+  _truncate_arrays(tmp_path / 'checkpoints' / '3')
+  restored, step = checkpoints.restore(manager, state, signature(config), move_damaged=False,
+                                       writer_running=True)
+  assert step == 2
+  np.testing.assert_array_equal(restored['w'], state['w'])
+  assert 'Checkpoint step 3 is unreadable' in capsys.readouterr().out
+  _truncate_arrays(tmp_path / 'checkpoints' / '2')
+  with pytest.raises(errors.UserError, match=r'^training is saving checkpoints to .*; retry\.$'):
+    checkpoints.restore(manager, state, signature(config), move_damaged=False,
+                        writer_running=True)
+  # Without a training run, damaged steps are skipped as before, down to step 1.
+  assert checkpoints.restore(manager, state, signature(config), move_damaged=False)[1] == 1
