@@ -146,3 +146,41 @@ def test_a_second_signal_during_the_save_exits_at_once(tmp_path):
   for leftover in leftovers:
     assert f'Removed {leftover}: the unfinished save of an interrupted run' in out
   assert not glob.glob(pattern)
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_two_processes_stop_at_the_same_step(signum, tmp_path):
+  """A signal to process 1 of a 2-process run: JAX's preemption sync point (SIGINT is
+  forwarded to it as a SIGTERM) makes both save and stop at one step; process 0, which got no
+  signal, prints the line."""
+  import socket  # pylint: disable=g-import-not-at-top
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  workdir = str(tmp_path / 'run')
+  procs = []
+  for pid in range(2):
+    procs.append(subprocess.Popen(
+        [sys.executable, '-m', 'ssd_jax.main', f'--workdir={workdir}', *ARGS,
+         f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2', f'--process_id={pid}'],
+        cwd=REPO, env=dict(os.environ, JAX_PLATFORMS='cpu'), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=_default_signals))
+  lines = []
+  for line in procs[0].stdout:
+    lines.append(line)
+    if line.startswith('step 5/'):
+      break
+  procs[1].send_signal(signum)
+  outputs = [p.communicate(timeout=300) for p in procs]
+  for p, (out, err) in zip(procs, outputs):
+    assert p.returncode in (128 + signal.SIGTERM, 128 + signum), (out[-2000:], err[-2000:])
+    assert 'Traceback' not in err, err
+  err0 = outputs[0][1].strip().splitlines()
+  stopped = re.fullmatch(r'stopped at step (\d+) by SIGTERM; checkpoint saved; rerun the same '
+                         r'command to resume', err0[-1])
+  assert stopped, err0
+  assert 'stopped at step' not in outputs[1][1]  # One line, from process 0.
+  step = int(stopped.group(1))
+  assert step > 5 and step in _steps(workdir)
+  assert not os.path.exists(os.path.join(workdir, 'lock'))
