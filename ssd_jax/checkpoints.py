@@ -55,7 +55,7 @@ def checksums(state) -> dict[str, str]:
   """
   paths_leaves = jax.tree_util.tree_flatten_with_path(state)[0]
   paths = [jax.tree_util.keystr(path) for path, _ in paths_leaves]
-  with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+  with concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
     values = list(pool.map(_crc32, jax.device_get([x for _, x in paths_leaves])))
   return dict(zip(paths, values))
 
