@@ -117,8 +117,14 @@ def main(argv):
     if errors.show_traceback():
       raise
     _fail(_explain_flag_error(sys.argv, e))
-  errors.run_command(PROG, lambda: run(config, FLAGS.workdir, FLAGS.mode),
-                     also=(FloatingPointError,))
+  try:
+    errors.run_command(PROG, lambda: run(config, FLAGS.workdir, FLAGS.mode),
+                       also=(FloatingPointError,))
+  except KeyboardInterrupt:  # Ctrl-C outside the training loop (set-up, --mode=eval).
+    if errors.show_traceback():
+      raise
+    print(f'{PROG}: interrupted (SIGINT)', file=sys.stderr, flush=True)
+    sys.exit(128 + 2)
 
 
 def run(config, workdir: str | None, mode: str) -> None:
