@@ -124,7 +124,10 @@ def main(argv):
     if errors.show_traceback():
       raise
     print(f'{PROG}: interrupted (SIGINT)', file=sys.stderr, flush=True)
-    sys.exit(128 + 2)
+    sys.stdout.flush()
+    # The lock is released by now. Not sys.exit: the interpreter's teardown with TensorFlow's
+    # and XLA's threads cut off mid-work can crash (a segmentation fault, seen in --mode=eval).
+    os._exit(128 + 2)  # pylint: disable=protected-access
 
 
 def run(config, workdir: str | None, mode: str) -> None:
