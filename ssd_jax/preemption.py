@@ -71,7 +71,6 @@ class Stopper:
     self.workdir = workdir
     self.release_lock = release_lock  # Called (no arguments) by a second signal's exit.
     self.signum = None  # The first signal received by this process.
-    self.stopping = False  # The loop is saving its last checkpoint.
     self._saved = {}
     self._saved_fd = -1
     self._write_fd = -1
@@ -157,7 +156,6 @@ class Stopper:
     else:
       stop = self.signum is not None
     if stop:
-      self.stopping = True
       if _synced() and self.signum is None:
         self.signum = signal.SIGTERM  # The notice came from another process.
       if _synced() and self._saved:
