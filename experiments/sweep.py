@@ -425,9 +425,15 @@ def _run() -> None:
       [('--config', config_flags.get_config_filename(FLAGS['config'])),
        ('--config.input.folder', base.input.folder),
        ('--config.init_from', base.init_from)])
-  run_sweep(base, sweep, FLAGS.workdir, steps=FLAGS.steps, seeds=FLAGS.seeds,
-            variant=FLAGS.variant, collect=FLAGS.collect, benchmark_iters=FLAGS.benchmark_iters,
-            reference=FLAGS.reference, command=sys.argv[1:])
+  from ssd_jax import preemption  # pylint: disable=g-import-not-at-top
+  try:
+    run_sweep(base, sweep, FLAGS.workdir, steps=FLAGS.steps, seeds=FLAGS.seeds,
+              variant=FLAGS.variant, collect=FLAGS.collect,
+              benchmark_iters=FLAGS.benchmark_iters, reference=FLAGS.reference,
+              command=sys.argv[1:])
+  except preemption.Stopped as e:  # SIGTERM/SIGINT in a run: saved; the same command resumes.
+    print(e, file=sys.stderr, flush=True)
+    sys.exit(e.exit_status)
 
 
 if __name__ == '__main__':

@@ -136,6 +136,33 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(saved)
 
 
+def _restore(workdir: str, config, state, signature: dict, step: int | None):
+  """(state, step) of the newest readable (or the requested) step; a training run may be
+  saving and deleting steps meanwhile (`checkpoints.restore`, reader mode): listing the steps
+  is retried once too, then it is one line saying so."""
+  from ssd_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  from ssd_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  for attempt in (1, 2):
+    try:
+      manager = checkpoints.create_manager(workdir, config)
+      break
+    except Exception as e:  # pylint: disable=broad-except  # A step deleted while listed.
+      if attempt == 2 or isinstance(e, errors.UserError):
+        if workdir_lib.training_holds(workdir):
+          raise errors.UserError(f'training is saving checkpoints to '
+                                 f'{os.path.join(os.path.abspath(workdir), "checkpoints")}; '
+                                 'retry.') from None
+        raise
+  try:
+    return checkpoints.restore(manager, state, signature, step, move_damaged=False,
+                               writer_running=workdir_lib.training_holds(workdir))
+  except ValueError as e:  # No such step, or a checkpoint that does not fit config.json.
+    message = errors.one_line(e)
+    if message.startswith('training is saving'):
+      raise
+    raise errors.UserError(f'--workdir={workdir}: {message}') from None
+
+
 class Detector:
   """A restored model and its jitted eval step, for batches of image files."""
 
@@ -156,12 +183,8 @@ class Detector:
                                                             jax.random.PRNGKey(0)))
     if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
       raise errors.UserError(f'--workdir={workdir} has no checkpoints/ folder.')
-    manager = checkpoints.create_manager(workdir, config)
-    try:
-      state, self.step = checkpoints.restore(
-          manager, state, checkpoints.model_signature(config, priors), step, move_damaged=False)
-    except ValueError as e:  # No such step, or a checkpoint that does not fit config.json.
-      raise errors.UserError(f'--workdir={workdir}: {errors.one_line(e)}') from None
+    state, self.step = _restore(workdir, config, state,
+                                checkpoints.model_signature(config, priors), step)
     if self.step is None:
       raise errors.UserError(f'--workdir={workdir}: no checkpoint in its checkpoints/ folder.')
     self.variables = state.variables

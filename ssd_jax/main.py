@@ -8,6 +8,8 @@ JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID), or --distributed on
 that JAX detects by itself (SLURM, TPU pods). Flags, logging and device info only here; the
 work happens in the library. What the user must fix (a bad flag, config key, file or workdir)
 ends the run with one line on stderr and exit status 1; --verbose shows the traceback.
+SIGTERM or Ctrl-C during training saves the current step and exits with status 143 or 130
+(`ssd_jax.preemption`); rerunning the same command resumes from it.
 """
 
 import importlib.util
@@ -115,8 +117,17 @@ def main(argv):
     if errors.show_traceback():
       raise
     _fail(_explain_flag_error(sys.argv, e))
-  errors.run_command(PROG, lambda: run(config, FLAGS.workdir, FLAGS.mode),
-                     also=(FloatingPointError,))
+  try:
+    errors.run_command(PROG, lambda: run(config, FLAGS.workdir, FLAGS.mode),
+                       also=(FloatingPointError,))
+  except KeyboardInterrupt:  # Ctrl-C outside the training loop (set-up, --mode=eval).
+    if errors.show_traceback():
+      raise
+    print(f'{PROG}: interrupted (SIGINT)', file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    # The lock is released by now. Not sys.exit: the interpreter's teardown with TensorFlow's
+    # and XLA's threads cut off mid-work can crash (a segmentation fault, seen in --mode=eval).
+    os._exit(128 + 2)  # pylint: disable=protected-access
 
 
 def run(config, workdir: str | None, mode: str) -> None:
@@ -147,8 +158,14 @@ def run(config, workdir: str | None, mode: str) -> None:
 
   quiet.import_tensorflow()
   from ssd_jax import train  # pylint: disable=g-import-not-at-top
+  from ssd_jax import preemption  # pylint: disable=g-import-not-at-top
   if mode == 'train':
-    train.train_and_evaluate(config, workdir)
+    try:
+      train.train_and_evaluate(config, workdir)
+    except preemption.Stopped as e:  # SIGTERM/SIGINT: saved; one line, status 128 + signal.
+      if jax.process_index() == 0:
+        print(e, file=sys.stderr, flush=True)
+      sys.exit(e.exit_status)
   else:
     train.evaluate_checkpoint(config, workdir)
 

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from ssd_jax import checkpoints
 from ssd_jax import errors
 from ssd_jax import report
+from ssd_jax import state_dicts
 
 PARTS = ('base', 'extras', 'box_head', 'class_head')
 INIT_PARTS = {'base': PARTS[:1], 'base+extras': PARTS[:2], 'all_but_class_head': PARTS[:3],
@@ -51,7 +52,8 @@ def select(params, pretrained, init_parts: str, where: str = 'the checkpoint'):
   """Takes the `init_parts` of `pretrained` into `params` (nested dicts of arrays).
 
   Returns (params, loaded paths, [(re-initialised path, reason)]). Raises UserError for an
-  unknown `init_parts`, for arrays of the chosen parts missing from the checkpoint (unless
+  unknown `init_parts`, for a loaded array that is not floating point or holds NaN/inf
+  (`state_dicts.value_problem`, naming it), for arrays of the chosen parts missing from the checkpoint (unless
   'all'), and for shape mismatches outside the class head (another width or architecture).
   """
   if init_parts not in INIT_PARTS:
@@ -95,6 +97,10 @@ def select(params, pretrained, init_parts: str, where: str = 'the checkpoint'):
   if not loaded:
     raise errors.UserError(f'config.init_from: no array of {where} fits this model '
                            f'(config.init_parts={init_parts!r}).')
+  try:
+    state_dicts.check_values({path: given[path] for path in loaded})
+  except errors.UserError as e:
+    raise errors.UserError(f'config.init_from={where}: {e}') from None
   return traverse_util.unflatten_dict(merged, sep='/'), loaded, fresh
 
 

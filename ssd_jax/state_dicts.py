@@ -86,6 +86,7 @@ def check(state: Mapping[str, np.ndarray], expected: Mapping[str, tuple], what: 
   shapes = [f'{k} {tuple(state[k].shape)} (expected {tuple(v)})'
             for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v)]
   if not (missing or extra or shapes):
+    check_values({k: state[k] for k in expected}, 'tensor')
     return
   parts = []
   if missing:
@@ -95,3 +96,29 @@ def check(state: Mapping[str, np.ndarray], expected: Mapping[str, tuple], what: 
   if shapes:
     parts.append(f'{len(shapes)} with another shape: {_listing(shapes, 4)}')
   raise errors.UserError(f'this is not a {what} state dict; ' + '; '.join(parts) + '.')
+
+
+def value_problem(array) -> str | None:
+  """Why `array` cannot be weights: not floating point (a cast would silently turn, say,
+  quantized integers into nonsense) or holding NaN/inf; None when it can."""
+  array = np.asarray(array)
+  if not np.issubdtype(array.dtype, np.floating) and array.dtype.name != 'bfloat16':
+    return f'is {array.dtype}, not floating point (weights are not cast from integers)'
+  values = array.astype(np.float32, copy=False) if array.dtype.name == 'bfloat16' else array
+  bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+  if bad:
+    nan = int(np.count_nonzero(np.isnan(values)))
+    return (f'has {bad} non-finite values of {values.size} ({nan} NaN, {bad - nan} inf); '
+            'refusing weights that would make every loss NaN')
+  return None
+
+
+def check_values(arrays: Mapping[str, np.ndarray], kind: str = 'array') -> None:
+  """Raises UserError naming the first array of `arrays` (sorted by name) that
+  `value_problem` refuses, and how many others it refuses."""
+  problems = [(name, p) for name in sorted(arrays)
+              for p in [value_problem(arrays[name])] if p is not None]
+  if problems:
+    name, problem = problems[0]
+    more = f' (and {len(problems) - 1} more {kind}s)' if len(problems) > 1 else ''
+    raise errors.UserError(f'{kind} {name} {problem}{more}.')

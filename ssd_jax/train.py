@@ -32,6 +32,7 @@ from ssd_jax import losses
 from ssd_jax import metric_writer
 from ssd_jax import models
 from ssd_jax import postprocess
+from ssd_jax import preemption
 from ssd_jax import pretrained
 from ssd_jax import report
 from ssd_jax import run_files
@@ -306,13 +307,30 @@ def initialize_from(state: TrainState, config: ml_collections.ConfigDict,
                        if state.ema_params else {})
 
 
-def _check_finite(pending: list) -> None:
-  """Raises FloatingPointError naming the first step whose loss was NaN or inf."""
+def _check_finite(pending: list, kept=lambda: None, init_from: str = '') -> None:
+  """Raises FloatingPointError naming the first step whose loss was NaN or inf.
+
+  `kept()` gives the checkpoint step that stays (called only then: it may wait for a save),
+  None when there is none; `init_from` is config.init_from. The loss of step 1 is that of the
+  initial weights, before any update: the message blames them or the data, not the learning
+  rate.
+  """
   for step, loss in pending:
-    if not np.isfinite(loss):
-      raise FloatingPointError(
-          f'Loss is {loss} at step {step}. Stopping; the last good checkpoint is kept. '
-          'Try a lower optimizer.learning_rate, a longer warmup or optimizer.grad_clip_norm.')
+    if np.isfinite(loss):
+      continue
+    step_kept = kept()
+    checkpoint = ('no checkpoint was saved' if step_kept is None else
+                  f'the checkpoint of step {step_kept} is kept (rerunning resumes from it)')
+    if step == 1:
+      cause = (f'the weights of config.init_from={init_from} (non-finite values?) or the '
+               'input data' if init_from else 'the input data (boxes, images) or the model '
+               'settings')
+      advice = (f'The loss of step 1 is that of the initial weights, before any update (not '
+                f'the learning rate): check {cause}.')
+    else:
+      advice = ('Try a lower optimizer.learning_rate, a longer warmup or '
+                'optimizer.grad_clip_norm.')
+    raise FloatingPointError(f'Loss is {loss} at step {step}. Stopping; {checkpoint}. {advice}')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -349,14 +367,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains `config.num_train_steps` steps (resuming from `workdir`), evaluating periodically.
 
   Holds the workdir lock for the run. Returns the metrics of the final evaluation.
+  SIGTERM or SIGINT: saves the step it is in and raises `preemption.Stopped` (see there).
   """
   config_keys.check_settings(config, training=True)
   workdir_lib.check(workdir, 'train')
   created = not os.path.exists(workdir)
   os.makedirs(workdir, exist_ok=True)
   try:
-    with workdir_lib.lock(workdir, 'train'):
-      return _train_and_evaluate(config, workdir)
+    with workdir_lib.lock(workdir, 'train') as lock_path:
+      release = None if lock_path is None else functools.partial(workdir_lib.release, lock_path)
+      with preemption.Stopper(workdir, release) as stopper:
+        return _train_and_evaluate(config, workdir, stopper)
   except BaseException:
     if created:  # A run that stopped before writing anything (a config error) leaves no folder.
       with contextlib.suppress(OSError):  # Not empty: it wrote something, which stays.
@@ -364,8 +385,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     raise
 
 
-def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                        stopper: preemption.Stopper) -> dict:
   started = time.perf_counter()
+  checkpoints.remove_unfinished(workdir)
   run = _setup(config, workdir)  # A config error stops here, before anything is written.
   writer = metric_writer.create_writer(workdir, just_logging=jax.process_index() > 0)
   mesh, info, train_fn, eval_fn, manager = (run.mesh, run.info, run.train_fn, run.eval_fn,
@@ -396,9 +419,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     progress(step)
     is_eval = step % config.eval.every_steps == 0 or step == total
     is_save = is_eval or step % config.checkpoint_every_steps == 0
-    if step % config.log_every_steps == 0 or is_save:
+    stop = step < total and stopper.should_stop(step, manager)  # (Every process, every step.)
+    if step % config.log_every_steps == 0 or is_save or stop:
       fetched = jax.device_get([m for _, m in pending])
-      _check_finite([(s, float(m['loss'])) for (s, _), m in zip(pending, fetched)])
+      _check_finite([(s, float(m['loss'])) for (s, _), m in zip(pending, fetched)],
+                    functools.partial(checkpoints.last_complete_step, manager),
+                    config.init_from)
       seconds = time.perf_counter() - last_log[1]
       scalars = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
       steps_per_s = (step - last_log[0]) / seconds
@@ -421,10 +447,14 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
         plots.save_learning_curve(eval_dir, os.path.join(workdir, 'learning_curve.png'))
         if previews:
           writer.write_images(step, {'eval/detections': np.stack(previews)})
-    if is_save:
+    if is_save or stop:
       checkpoints.save(manager, step, state, run.signature,
                        metrics={'mAP': metrics['mAP']} if is_eval else None)
       last_log = (step, time.perf_counter())  # The next images/s leaves out eval and save.
+    if stop:
+      checkpoints.wait_until_finished(manager)
+      writer.flush()
+      raise stopper.stopped(step)
   checkpoints.wait_until_finished(manager)
   writer.flush()
   return metrics

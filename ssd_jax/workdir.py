@@ -87,6 +87,15 @@ def _read(path: str) -> dict | None:
     return {}  # Half-written by a process killed while creating it.
 
 
+def training_holds(workdir: str) -> bool:
+  """Whether a training run holds `workdir` (its lock: mode 'train', alive or of another
+  host, which cannot be checked from here)."""
+  holder = _read(os.path.join(workdir, LOCK))
+  if not holder or holder.get('mode') != 'train':
+    return False
+  return holder.get('host') != socket.gethostname() or _alive(holder)
+
+
 def _describe(holder: dict) -> str:
   return (f"host {holder.get('host', '?')}, PID {holder.get('pid', '?')}, started "
           f"{holder.get('started', '?')}")
@@ -152,6 +161,7 @@ def lock(workdir: str, mode: str):
   """Holds the workdir lock for the duration of a run (process 0 takes it for all).
 
   Every process raises when process 0 could not take the lock, so no process starts work.
+  Yields the lock file's path on process 0, None on the others.
   """
   path, failure = None, None
   if jax.process_index() == 0:
@@ -166,9 +176,14 @@ def lock(workdir: str, mode: str):
   if failure is not None:
     raise failure
   try:
-    yield
+    yield path
   finally:
     if path is not None:
-      held = _read(path)
-      if held and held.get('pid') == os.getpid() and held.get('host') == socket.gethostname():
-        os.remove(path)
+      release(path)
+
+
+def release(path: str) -> None:
+  """Removes the lock file `path` if this process holds it."""
+  held = _read(path)
+  if held and held.get('pid') == os.getpid() and held.get('host') == socket.gethostname():
+    os.remove(path)

@@ -1,6 +1,7 @@
 """Checkpoint retention across restarts (no training: a tiny state saved by the real manager)."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -161,3 +162,127 @@ def test_a_step_of_another_device_count_is_not_damage(tmp_path):
     with open(path, 'r+b') as f:
       f.truncate(os.path.getsize(path) // 2)
   assert checkpoint_damage.find_damage(step_dir)[0] == os.path.join(step_dir, 'state')
+
+
+def _saved_steps(tmp_path, config, steps, state):
+  config.keep_checkpoints = len(steps)
+  manager = checkpoints.create_manager(str(tmp_path), config)
+  for step in steps:
+    checkpoints.save(manager, step, state, signature(config))
+  checkpoints.wait_until_finished(manager)
+  return manager
+
+
+def _deleting_reads(monkeypatch, tmp_path, deleted):
+  """Each read of a step in `deleted` first deletes its folder (retention, in a training run,
+  between the reader's listing and its read)."""
+  original = checkpoints._restore_step
+
+  def read(manager, state, sig, step):
+    if step in deleted:
+      import shutil  # pylint: disable=g-import-not-at-top
+      shutil.rmtree(tmp_path / 'checkpoints' / str(step))
+    return original(manager, state, sig, step)
+  monkeypatch.setattr(checkpoints, '_restore_step', read)
+
+
+def test_a_reader_retries_once_when_the_step_it_reads_is_deleted(tmp_path, monkeypatch, capsys):
+  config = smoke.get_config()
+  state = {'w': np.arange(64, dtype=np.float32)}
+  manager = _saved_steps(tmp_path, config, (1, 2, 3), state)
+  _deleting_reads(monkeypatch, tmp_path, {3})
+  restored, step = checkpoints.restore(manager, state, signature(config), move_damaged=False,
+                                       writer_running=True)
+  assert step == 2
+  np.testing.assert_array_equal(restored['w'], state['w'])
+  assert ('Checkpoint step 3 was deleted while it was read (training is saving checkpoints); '
+          'using the newest complete step.') in capsys.readouterr().out
+
+
+def test_a_reader_that_loses_the_race_twice_fails_in_one_line(tmp_path, monkeypatch):
+  config = smoke.get_config()
+  state = {'w': np.arange(64, dtype=np.float32)}
+  manager = _saved_steps(tmp_path, config, (1, 2, 3), state)
+  _deleting_reads(monkeypatch, tmp_path, {2, 3})
+  with pytest.raises(errors.UserError) as raised:
+    checkpoints.restore(manager, state, signature(config), move_damaged=False)
+  assert str(raised.value) == (f"training is saving checkpoints to {tmp_path / 'checkpoints'}; "
+                               'retry.')
+
+
+def _truncate_arrays(step_dir):
+  arrays = [os.path.join(root, n) for root, _, names in os.walk(step_dir / 'state')
+            if os.path.basename(root) == 'd' for n in names]
+  damaged = max(arrays, key=os.path.getsize)
+  with open(damaged, 'r+b') as f:
+    f.truncate(os.path.getsize(damaged) // 2)
+
+
+def test_while_training_runs_a_reader_tries_one_older_step_then_says_retry(tmp_path, capsys):
+  """A step that fails while a training run holds the workdir: once the newest complete
+  step, then the one line (not the raw TensorStore error)."""
+  config = smoke.get_config()
+  state = {'w': np.arange(4096, dtype=np.float32)}
+  manager = _saved_steps(tmp_path, config, (1, 2, 3), state)
+  _truncate_arrays(tmp_path / 'checkpoints' / '3')
+  restored, step = checkpoints.restore(manager, state, signature(config), move_damaged=False,
+                                       writer_running=True)
+  assert step == 2
+  np.testing.assert_array_equal(restored['w'], state['w'])
+  assert 'Checkpoint step 3 is unreadable' in capsys.readouterr().out
+  _truncate_arrays(tmp_path / 'checkpoints' / '2')
+  with pytest.raises(errors.UserError, match=r'^training is saving checkpoints to .*; retry\.$'):
+    checkpoints.restore(manager, state, signature(config), move_damaged=False,
+                        writer_running=True)
+  # Without a training run, damaged steps are skipped as before, down to step 1.
+  assert checkpoints.restore(manager, state, signature(config), move_damaged=False)[1] == 1
+
+
+def test_a_bit_flipped_array_is_damage(tmp_path, capsys):
+  """Bytes flipped in the middle of an array file decode to other values: the checksum saved
+  with the step catches it; the step is moved aside and the previous one restored."""
+  config = smoke.get_config()
+  rng = np.random.default_rng(0)
+  state = {'w': rng.standard_normal(65536).astype(np.float32),
+           'b': np.arange(16, dtype=np.int32)}
+  _saved_steps(tmp_path, config, (1, 2), state)
+  step_dir = tmp_path / 'checkpoints' / '2'
+  arrays = [os.path.join(root, n) for root, _, names in os.walk(step_dir / 'state')
+            if os.path.basename(root) == 'd' for n in names]
+  damaged = max(arrays, key=os.path.getsize)
+  with open(damaged, 'r+b') as f:
+    middle = os.path.getsize(damaged) // 2
+    f.seek(middle)
+    data = bytearray(f.read(400))
+    f.seek(middle)
+    f.write(bytes(b ^ 0x10 for b in data))
+  # The flipped step still decodes: only the checksum can tell.
+  assert checkpoint_damage.find_damage(str(step_dir)) is None
+  manager = checkpoints.create_manager(str(tmp_path), config)
+  restored, step = checkpoints.restore(manager, state, signature(config))
+  assert step == 1
+  np.testing.assert_array_equal(restored['w'], state['w'])
+  out = capsys.readouterr().out
+  assert re.search(rf"Checkpoint step 2 is unreadable: {re.escape(str(step_dir / 'state'))}: "
+                   r"array \['w'\] does not match the checksum saved with it \(saved [0-9a-f]{8}, "
+                   r"read [0-9a-f]{8}\): changed on disk\. Moved it to .*checkpoints_corrupt/2; "
+                   r'using step 1\.', out), out
+  assert (tmp_path / 'checkpoints_corrupt' / '2').is_dir()
+
+
+def test_checksums_tell_arrays_apart():
+  """One flipped bit, or two values swapped, changes the checksum (bf16 and int too)."""
+  w = np.random.default_rng(1).standard_normal(1000).astype(np.float32)
+  base = checkpoints.checksums({'w': w})
+  flipped = w.copy()
+  flipped.view(np.uint32)[500] ^= 1 << 30
+  swapped = w.copy()
+  swapped[[3, 700]] = swapped[[700, 3]]
+  assert checkpoints.checksums({'w': flipped}) != base
+  assert checkpoints.checksums({'w': swapped}) != base
+  assert checkpoints.checksums({'w': w.copy()}) == base
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  half = jnp.asarray(w, jnp.bfloat16)
+  assert checkpoints.checksums({'h': half}) != checkpoints.checksums({'h': -half})
+  assert checkpoints.checksums({'i': np.arange(5)}) != checkpoints.checksums(
+      {'i': np.arange(5)[::-1].copy()})

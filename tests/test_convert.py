@@ -395,3 +395,45 @@ def test_a_vgg16_base_into_another_base_is_one_clear_message(model, parts, expec
     assert '\n' not in str(e)
     text = str(e)
   assert re.search(expect, text), text
+
+
+@pytest.mark.parametrize('value, problem', [
+    (np.nan, r'has 1 non-finite values of 1728 \(1 NaN, 0 inf\); refusing weights that '
+     r'would make every loss NaN'),
+    (np.inf, r'has 1 non-finite values of 1728 \(0 NaN, 1 inf\); refusing weights that '
+     r'would make every loss NaN'),
+    (None, r'is int32, not floating point \(weights are not cast from integers\)'),
+])
+def test_non_finite_or_integer_weights_are_refused(vgg16_file, value, problem, tmp_path):
+  state = dict(st.load_file(vgg16_file))
+  if value is None:
+    state['features.0.weight'] = np.ones((64, 3, 3, 3), np.int32)
+  else:
+    state['features.0.weight'][5, 1, 2, 0] = value
+  path = str(tmp_path / 'bad.safetensors')
+  st.save_file(state, path)
+  with pytest.raises(errors.UserError, match=rf'^--input=.*bad\.safetensors: tensor '
+                     rf'features\.0\.weight {problem}\.$'):
+    convert.convert('vgg16', path, str(tmp_path / 'out'))
+  assert not os.path.exists(tmp_path / 'out')
+
+
+@pytest.mark.parametrize('value, problem', [
+    (np.nan, r'has 2 non-finite values of \d+ \(2 NaN, 0 inf\)'),
+    (-np.inf, r'has 2 non-finite values of \d+ \(0 NaN, 2 inf\)'),
+])
+def test_init_from_refuses_non_finite_weights_naming_the_array(value, problem, tmp_path):
+  config = smoke.get_config()
+  params = traverse_util.unflatten_dict(
+      {k: np.ones(s, np.float32) for k, s in model_shapes(config).items()}, sep='/')
+  bad = jax.tree.map(np.copy, params)
+  bad['vgg16']['conv2_1']['conv']['kernel'].reshape(-1)[[3, 7]] = value
+  convert.save_params(str(tmp_path), bad, {'source': 'test'})
+  config.init_from, config.init_parts = str(tmp_path), 'all'
+  with pytest.raises(errors.UserError, match=rf'^config.init_from={re.escape(str(tmp_path))}: '
+                     rf'array vgg16/conv2_1/conv/kernel {problem}; refusing weights'):
+    pretrained.initialize(params, config)
+  # The same arrays, finite, load.
+  convert.save_params(str(tmp_path / 'ok'), params, {'source': 'test'})
+  config.init_from = str(tmp_path / 'ok')
+  pretrained.initialize(params, config)

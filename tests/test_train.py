@@ -520,3 +520,26 @@ def test_evaluations_on_other_data_keep_the_runs_own(trained, data_dir, tmp_path
   with open(own_path) as f:
     assert json.load(f)['data'] == own['data']
   assert [s for s, _, _ in plots.read_curve(os.path.join(copy, 'eval'))] == [4, 8]
+
+
+def test_a_nan_loss_at_step_1_blames_the_weights_not_the_learning_rate():
+  with pytest.raises(FloatingPointError) as raised:
+    train._check_finite([(1, float('nan'))], lambda: None, '/w/vgg16')
+  message = str(raised.value)
+  assert message == ('Loss is nan at step 1. Stopping; no checkpoint was saved. The loss of '
+                     'step 1 is that of the initial weights, before any update (not the '
+                     'learning rate): check the weights of config.init_from=/w/vgg16 '
+                     '(non-finite values?) or the input data.')
+
+
+def test_a_nan_loss_later_names_the_checkpoint_kept():
+  train._check_finite([(7, 1.5), (8, 2.0)], lambda: 1 / 0)  # Finite: `kept` is not called.
+  with pytest.raises(FloatingPointError) as raised:
+    train._check_finite([(7, 1.5), (8, float('inf'))], lambda: 6)
+  assert str(raised.value) == (
+      'Loss is inf at step 8. Stopping; the checkpoint of step 6 is kept (rerunning resumes '
+      'from it). Try a lower optimizer.learning_rate, a longer warmup or '
+      'optimizer.grad_clip_norm.')
+  with pytest.raises(FloatingPointError, match='Loss is nan at step 3. Stopping; no checkpoint '
+                     'was saved. Try a lower optimizer.learning_rate'):
+    train._check_finite([(3, float('nan'))], lambda: None)

@@ -53,3 +53,18 @@ def test_the_lock_of_a_killed_run_is_taken_over(tmp_path, capsys):
   assert f'Took over the stale lock {lock} of a process that no longer runs' in out
   assert f'PID {proc.pid}' in out
   assert [n for n in os.listdir(workdir) if n.startswith('lock')] == []
+
+
+def test_training_holds_reads_the_lock(tmp_path):
+  """detect's race handling asks whether a live training run holds the workdir."""
+  lock = tmp_path / 'lock'
+  assert not workdir_lib.training_holds(str(tmp_path))
+  lock.write_text(json.dumps({'host': socket.gethostname(), 'pid': os.getpid(),
+                                  'mode': 'train'}))
+  assert workdir_lib.training_holds(str(tmp_path))
+  lock.write_text(json.dumps({'host': socket.gethostname(), 'pid': os.getpid(),
+                                  'mode': 'eval'}))
+  assert not workdir_lib.training_holds(str(tmp_path))
+  lock.write_text(json.dumps({'host': socket.gethostname(), 'pid': 2**22 + 7,
+                                  'mode': 'train'}))
+  assert not workdir_lib.training_holds(str(tmp_path))
