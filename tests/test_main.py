@@ -69,5 +69,6 @@ def test_none_selects_the_scale_rule_for_the_box_sizes():
   # max size is the next one's min size.
   percents = [17, 33, 49, 65, 81, 97, 113]
   sizes = [round(128 * p / 100, 1) for p in percents]
-  rows = [line.split() for line in result.stdout.splitlines() if line.startswith('conv')]
-  assert [(float(r[4]), float(r[5])) for r in rows] == list(zip(sizes, sizes[1:]))
+  rows = [line.split() for line in result.stdout.splitlines()
+          if line.split()[1:2] and line.split()[1].startswith('conv')]  # index, source, ...
+  assert [(float(r[5]), float(r[6])) for r in rows] == list(zip(sizes, sizes[1:]))
