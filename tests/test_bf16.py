@@ -70,6 +70,7 @@ def _loss_and_grads(dtype, batch):
   return jax.jit(jax.value_and_grad(loss_fn))(params)
 
 
+@pytest.mark.slow  # Heavy compiles: the full suite only (quick tier ~ 2 min).
 def test_convolutions_in_bf16_the_rest_in_float32():
   config, priors, model, params = _setup('bfloat16')
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
@@ -94,6 +95,7 @@ def test_convolutions_in_bf16_the_rest_in_float32():
   assert floats and all(x.dtype == jnp.float32 for x in floats)
 
 
+@pytest.mark.slow  # Heavy compiles: the full suite only (quick tier ~ 2 min).
 def test_bf16_loss_and_gradients_match_float32_on_one_batch():
   batch = _shapes_batch(_config('float32'))
   loss32, grads32 = _loss_and_grads('float32', batch)

@@ -174,6 +174,7 @@ def test_the_config_goes_with_torchvision_ssd300_only(vgg16_file, tmp_path):
   assert not os.path.exists(out)
 
 
+@pytest.mark.slow  # Heavy compiles: the full suite only (quick tier ~ 2 min).
 def test_torchvision_ssd300_conversion(tmp_path):
   state = random_state(torchvision_ssd300_shapes(), seed=2)
   path = str(tmp_path / 'ssd300.safetensors')

@@ -112,6 +112,7 @@ def test_sidecar_holds_what_a_loader_needs(workdir, jax_export):
   assert meta['nms']['iou_threshold'] == config.eval.nms_iou
 
 
+@pytest.mark.slow  # Heavy compiles: the full suite only (quick tier ~ 2 min).
 def test_jax_export_with_eval_scales(workdir, tmp_path):
   """Multi-scale evaluation is part of the export: the workdir's config, scales set (the
   export's input is the largest scale's size)."""

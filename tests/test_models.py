@@ -45,6 +45,7 @@ class ModelTest(parameterized.TestCase):
 
   @parameterized.parameters(('float32', None), ('bfloat16', None), ('float32', 'group'),
                             ('float32', 'batch'))
+  @pytest.mark.slow  # Four model compiles: the full suite only.
   def test_narrow_variant_runs(self, dtype, norm):
     config = smoke.get_config()
     config.model.dtype = dtype
