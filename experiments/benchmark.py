@@ -132,7 +132,7 @@ class Steps:
 
   def __init__(self, config, batch_size):
     self.config, self.batch_size = config, batch_size
-    default_boxes = anchors.from_config(config, models.map_sizes_at(config.model))
+    default_boxes = models.default_boxes(config)
     self.priors = jnp.asarray(default_boxes.boxes)
     model = models.create_model(config.model, default_boxes.boxes_per_cell,
                                 len(config.input.class_names))

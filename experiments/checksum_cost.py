@@ -19,7 +19,6 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from ssd_jax import anchors
 from ssd_jax import checkpoints
 from ssd_jax import models
 from ssd_jax import train
@@ -39,7 +38,7 @@ def _load(path):
 def main(argv):
   del argv
   config = _load(_CONFIG.value)
-  priors = anchors.from_config(config, models.map_sizes_at(config.model))
+  priors = models.default_boxes(config)
   model = models.create_model(config.model, priors.boxes_per_cell, len(config.input.class_names))
   mesh = train.make_mesh()
   state = train.create_train_state(config, model, jax.random.PRNGKey(0), mesh)

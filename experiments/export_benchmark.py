@@ -35,10 +35,9 @@ def random_params(config):
   box offsets and logits of the size a trained model gives."""
   from flax import traverse_util  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from ssd_jax import anchors  # pylint: disable=g-import-not-at-top
   from ssd_jax import models  # pylint: disable=g-import-not-at-top
   size = config.model.input_size
-  model = models.create_model(config.model, anchors.from_config(config, models.map_sizes_at(config.model)).boxes_per_cell, len(config.input.class_names))
+  model = models.create_model(config.model, models.default_boxes(config).boxes_per_cell, len(config.input.class_names))
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(1), jnp.zeros((1, size, size, 3)))
   rng = np.random.default_rng(0)
   params = {}

@@ -20,7 +20,6 @@ from ml_collections import config_flags
 import numpy as np
 import tensorflow_datasets as tfds
 
-from ssd_jax import anchors
 from ssd_jax import box_ops
 from ssd_jax import cli
 from ssd_jax import config_keys
@@ -89,7 +88,7 @@ def main(argv):
   thresholds = ([float(t) for t in FLAGS.thresholds] if FLAGS.thresholds else
                 sorted({0.5, float(config.loss.iou_threshold)}, reverse=True))
   gt = eval_ground_truth(config, FLAGS.num_images)
-  priors = anchors.from_config(config, models.map_sizes_at(config.model)).boxes
+  priors = models.default_boxes(config).boxes
   print(f'{len(priors)} default boxes; {len(gt)} objects in {FLAGS.num_images} images '
         f'of {config.input.dataset}')
   result = {'num_priors': len(priors), 'num_objects': len(gt), 'by_threshold': {}}

@@ -19,7 +19,6 @@ from ml_collections import config_flags
 import numpy as np
 
 from experiments import benchmark
-from ssd_jax import anchors
 from ssd_jax import cli
 from ssd_jax import config_keys
 from ssd_jax import errors
@@ -32,7 +31,7 @@ from ssd_jax.models import conv_grad
 def parts(config, batch_size):
   """{name: (jitted fn, args)} for each part of the train step."""
   batch = benchmark.synthetic_batch(config, batch_size)
-  default_boxes = anchors.from_config(config, models.map_sizes_at(config.model))
+  default_boxes = models.default_boxes(config)
   priors = jnp.asarray(default_boxes.boxes)
   model = models.create_model(config.model, default_boxes.boxes_per_cell,
                               len(config.input.class_names))

@@ -68,7 +68,7 @@ def apply_overrides(base: ml_collections.ConfigDict, variant: str,
                              f'{e}') from None
   try:
     # Map count, per-map lengths, scale rule, eval.scales against the variant's maps.
-    anchors.from_config(config, models.map_sizes_at(config.model))
+    models.default_boxes(config)
   except ValueError as e:
     raise errors.UserError(f"Sweep variant '{variant}' gives an invalid model: {e}") from None
   except TypeError as e:  # e.g. a per-map entry of the wrong type
@@ -172,7 +172,7 @@ def _load_result(run_dir: str) -> dict | None:
 
 
 def _priors(config) -> anchors.DefaultBoxes:
-  return anchors.from_config(config, models.map_sizes_at(config.model))
+  return models.default_boxes(config)
 
 
 class _Measurements:

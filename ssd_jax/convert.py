@@ -234,10 +234,9 @@ def save_workdir(directory: str, config, params) -> None:
 
   The params must have exactly the model's paths and shapes (else ValueError naming them).
   """
-  from ssd_jax import anchors  # pylint: disable=g-import-not-at-top
   from ssd_jax import models  # pylint: disable=g-import-not-at-top
   from ssd_jax import train  # pylint: disable=g-import-not-at-top  # imports TensorFlow
-  priors = anchors.from_config(config, models.map_sizes_at(config.model))
+  priors = models.default_boxes(config)
   model = models.create_model(config.model, priors.boxes_per_cell, len(config.input.class_names))
   size = config.model.input_size
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)))

@@ -176,7 +176,7 @@ class Detector:
     tf.config.set_visible_devices([], 'GPU')
     self.config = config = load_config(workdir)
     self.class_names = tuple(config.input.class_names)
-    priors = anchors.from_config(config, models.map_sizes_at(config.model))
+    priors = models.default_boxes(config)
     model = models.create_model(config.model, priors.boxes_per_cell, len(self.class_names))
     mesh = train.make_mesh()
     state = jax.eval_shape(lambda: train.create_train_state(config, model,

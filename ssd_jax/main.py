@@ -134,11 +134,10 @@ def run(config, workdir: str | None, mode: str) -> None:
   """Describe, train or evaluate `config`; the one call into the library."""
   quiet.libraries()  # Progress is printed by the library (report.note).
 
-  from ssd_jax import anchors  # pylint: disable=g-import-not-at-top
   from ssd_jax import describe  # pylint: disable=g-import-not-at-top
   from ssd_jax import models  # pylint: disable=g-import-not-at-top
   if mode == 'describe':
-    priors = anchors.from_config(config, models.map_sizes_at(config.model))
+    priors = models.default_boxes(config)
     print(describe.format_summary(describe.describe(config, priors)))
     return
   if not workdir:

@@ -353,7 +353,7 @@ def _setup(config: ml_collections.ConfigDict, workdir: str, training: bool = Tru
   info = sources.dataset_info(config)  # (Importing the tf.data pipeline keeps TF off GPUs.)
   label_spaces.detection_label_map(config, info, training)  # Raises on a mismatch.
   # Computed once; the model, steps and signature get them.
-  priors = anchors.from_config(config, models.map_sizes_at(config.model))
+  priors = models.default_boxes(config)
   report.note(describe.format_summary(describe.describe(config, priors)))
   model = models.create_model(config.model, priors.boxes_per_cell, len(config.input.class_names))
   state = create_train_state(config, model, jax.random.PRNGKey(config.seed), mesh)

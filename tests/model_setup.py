@@ -6,7 +6,7 @@ from ssd_jax import models
 
 def default_boxes(config) -> anchors.DefaultBoxes:
   """The config's default boxes on its model's source maps."""
-  return anchors.from_config(config, models.map_sizes_at(config.model))
+  return models.default_boxes(config)
 
 
 def create_model(config) -> models.SSD:

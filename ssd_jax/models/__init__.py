@@ -6,6 +6,7 @@ from typing import Callable, Sequence
 import jax.numpy as jnp
 import ml_collections
 
+from ssd_jax import anchors
 from ssd_jax import errors
 from ssd_jax.models.ssd import SSD, feature_map_sizes, source_names  # pylint: disable=unused-import
 
@@ -19,6 +20,11 @@ def map_sizes_at(model_config: ml_collections.ConfigDict) -> Callable[[int], lis
                            num_sources=model_config.num_sources,
                            skip_sources=model_config.skip_sources,
                            conv3_source=model_config.conv3_source)
+
+
+def default_boxes(config: ml_collections.ConfigDict) -> anchors.DefaultBoxes:
+  """The run's default boxes: `anchors.from_config` on the source maps of `config.model`."""
+  return anchors.from_config(config, map_sizes_at(config.model))
 
 
 def create_model(model_config: ml_collections.ConfigDict, boxes_per_cell: Sequence[int],
