@@ -28,10 +28,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 class Torchvision:
   """The torchvision side, served by a subprocess in its own environment."""
 
-  def __init__(self, python, batch_size, num_classes):
+  def __init__(self, python, batch_size, num_classes, extra_args=()):
     self.proc = subprocess.Popen(
         [python, os.path.join(HERE, 'torchvision_benchmark.py'), '--serve',
-         f'--batch_size={batch_size}', f'--num_classes={num_classes}'],
+         f'--batch_size={batch_size}', f'--num_classes={num_classes}', *extra_args],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     self.info = json.loads(self.proc.stdout.readline())
 

@@ -8,7 +8,9 @@ scores each detector on the same uint8 images with the devkit rules
 (`evaluation.voc.evaluate_voc`): first the workdir's checkpoint (`ssd_jax.detect.Detector`, the
 eval step in JAX), then every export (`ssd_jax.export.ExportedDetector`, images resized as
 evaluation resizes them and rounded to uint8, what an export takes). Prints one row per
-detector: mAP, the difference to the JAX path, seconds.
+detector: mAP, the difference to the JAX path, seconds. A last row feeds the JAX path the
+first export's input (the images resized and rounded as the export takes them): where it equals
+the exports, what separates them from the JAX path is their uint8 input, not their graph.
 """
 
 import time
@@ -78,6 +80,17 @@ def score(detector, images, truth, batch_size: int) -> tuple[float, float]:
   return float(result.metrics['mAP']), seconds
 
 
+class OnExportInput:
+  """`detector` fed the images as `export` takes them: resized to its input and rounded."""
+
+  def __init__(self, detector, export):
+    self.detector, self.export = detector, export
+    self.class_names = detector.class_names
+
+  def __call__(self, images, batch_size):
+    return self.detector([self.export.preprocess(p) for p in images], batch_size)
+
+
 def main(argv):
   del argv
   from ssd_jax import detect  # pylint: disable=g-import-not-at-top
@@ -86,13 +99,19 @@ def main(argv):
   quiet.libraries()
   quiet.import_tensorflow()
   images, truth = validation_images(FLAGS.num_images)
-  reference, seconds = score(detect.Detector(FLAGS.workdir), images, truth, FLAGS.batch_size)
+  jax_path = detect.Detector(FLAGS.workdir)
+  reference, seconds = score(jax_path, images, truth, FLAGS.batch_size)
   print(f'{len(images)} validation images, {len(truth.label)} objects', flush=True)
   print('| detector | VOC07 mAP | difference to JAX | seconds |\n|---|---|---|---|')
-  print(f'| {FLAGS.workdir} (JAX) | {reference:.4f} | - | {seconds:.1f} |', flush=True)
+  print(f'| {FLAGS.workdir} (JAX) | {reference:.5f} | - | {seconds:.1f} |', flush=True)
   for path in FLAGS.models:
     m, seconds = score(export.ExportedDetector(path), images, truth, FLAGS.batch_size)
-    print(f'| {path} | {m:.4f} | {m - reference:+.4f} | {seconds:.1f} |', flush=True)
+    print(f'| {path} | {m:.5f} | {m - reference:+.5f} | {seconds:.1f} |', flush=True)
+  if FLAGS.models:
+    first = export.ExportedDetector(FLAGS.models[0])
+    m, seconds = score(OnExportInput(jax_path, first), images, truth, FLAGS.batch_size)
+    print(f'| {FLAGS.workdir} (JAX) on the input of {FLAGS.models[0]} | {m:.5f} | '
+          f'{m - reference:+.5f} | {seconds:.1f} |', flush=True)
 
 
 if __name__ == '__main__':

@@ -5,6 +5,7 @@ Runs in its own environment (torch + torchvision; never a dependency of ssd_jax)
   /path/to/torchenv/bin/python experiments/torchvision_benchmark.py [--batch_size=8] \
       [--iters=5] [--num_classes=21] [--output=torchvision.json]
   ... --serve   # one figure per stdin line '<name> <calls>', JSON seconds per call on stdout
+  ... --trained_like   # heads scaled as a trained model's, smooth images (export_benchmark)
 
 Figures (images/s, median over `iters` calls after two warm-up calls):
   train_step     model.train(); losses = model(images, targets); backward; SGD step;
@@ -56,15 +57,42 @@ def random_targets(gen, batch_size, size, num_classes):
   return targets
 
 
+def scale_heads(model, gen):
+  """experiments.export_benchmark.random_params on torchvision's model: every conv He-normal
+  (std sqrt(2 / fan_in)), biases N(0, 0.1), the box head x0.02 and the class head x0.3 (box
+  offsets of order 1, logits of a few units, as a trained model has them), so that NMS sees
+  the candidate counts of a trained model on both sides."""
+  with torch.no_grad():
+    for name, module in model.named_modules():
+      if isinstance(module, torch.nn.Conv2d):
+        factor = (0.02 if 'regression_head' in name else
+                  0.3 if 'classification_head' in name else 1.0)
+        fan_in = module.weight[0].numel()
+        module.weight.copy_(torch.randn(module.weight.shape, generator=gen) *
+                            (2 / fan_in) ** 0.5 * factor)
+        if module.bias is not None:
+          module.bias.copy_(torch.randn(module.bias.shape, generator=gen) * 0.1 * factor)
+
+
+def smooth_images(batch_size, size):
+  """experiments.export_benchmark's images: a gradient per channel, uint8, as floats in [0, 1]."""
+  y, x = torch.meshgrid(torch.arange(size) / size, torch.arange(size) / size, indexing='ij')
+  image = torch.stack([200 * x, 150 * y + 50, 120 + 80 * x * y]).to(torch.uint8)
+  return [image.float() / 255 for _ in range(batch_size)]
+
+
 class Steps:
   """The calls being timed, on one model and synthetic inputs."""
 
-  def __init__(self, batch_size, num_classes, size=300):
+  def __init__(self, batch_size, num_classes, size=300, trained_like=False):
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     self.model = torchvision.models.detection.ssd300_vgg16(
         weights=None, weights_backbone=None, num_classes=num_classes)
     self.images = [torch.rand(3, size, size, generator=gen) for _ in range(batch_size)]
+    if trained_like:
+      scale_heads(self.model, gen)
+      self.images = smooth_images(batch_size, size)
     self.targets = random_targets(gen, batch_size, size, num_classes)
     self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9,
                                      weight_decay=5e-4)
@@ -137,8 +165,10 @@ def main():
   parser.add_argument('--num_classes', type=int, default=21, help='Background included.')
   parser.add_argument('--output', default='torchvision.json')
   parser.add_argument('--serve', action='store_true')
+  parser.add_argument('--trained_like', action='store_true',
+                      help='Heads scaled and smooth images, as experiments.export_benchmark.')
   args = parser.parse_args()
-  steps = Steps(args.batch_size, args.num_classes)
+  steps = Steps(args.batch_size, args.num_classes, trained_like=args.trained_like)
   calls = steps.calls()
   if args.serve:  # '<name> <calls>' -> {"name": ..., "seconds": [per call]}
     print(json.dumps({'ready': True, 'threads': torch.get_num_threads()}), flush=True)

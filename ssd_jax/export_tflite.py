@@ -23,6 +23,7 @@ import tempfile
 import numpy as np
 
 from ssd_jax import errors
+from ssd_jax.data import info
 
 RUNTIME_HINT = 'pip install -r requirements-export.txt (the LiteRT runtime, ai-edge-litert)'
 
@@ -82,6 +83,33 @@ def _calibration_images(folder: str, size: int, count: int):
       break
   if not images:
     raise errors.UserError(f'--calibration={folder}: no readable image in it.')
+  return images
+
+
+def _eval_split_images(config, size: int, count: int):
+  """The first `count` images of the config's eval split as an export takes them: the eval
+  pipeline's resize to `size`, normalization undone, rounded to uint8."""
+  import copy  # pylint: disable=g-import-not-at-top
+  from ssd_jax.data import sources  # pylint: disable=g-import-not-at-top
+  missing = sources.missing_data(config, training=False)
+  if missing:
+    raise errors.UserError(f'--quantize=int8 calibrates on the eval split, which is not here '
+                           f'({missing}); give --calibration=<folder of images>.')
+  config = copy.deepcopy(config)
+  with config.unlocked():
+    config.eval.num_images = count
+  mean = np.asarray(config.input.mean_rgb, np.float32)
+  std = np.asarray(config.input.std_rgb, np.float32)
+  images = []
+  for batch in sources.eval_batches(config, process_index=0, process_count=1):
+    for image, real in zip(batch['image'], batch['example_mask']):
+      if real and len(images) < count:
+        if image.shape[:2] != (size, size):
+          raise ValueError(f'eval images are {image.shape}, the export takes {size} px.')
+        images.append(np.clip(np.round(image * std + mean), 0, 255).astype(np.uint8))
+  if not images:
+    raise errors.UserError(f'--quantize=int8: the eval split of {config.input.dataset} has no '
+                           'image to calibrate on; give --calibration=<folder of images>.')
   return images
 
 
@@ -194,11 +222,18 @@ def convert(detector, batch_size: int, quantize: str, calibration, calibration_i
   from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   size = detector.input_size
-  if quantize == 'int8' and calibration is None:
-    raise errors.UserError('--quantize=int8 needs --calibration=<folder of images>.')
-  calib = (_calibration_images(calibration, size, calibration_images)
-           if quantize == 'int8' else None)
   config = detector.config
+  calib = calib_source = None
+  if quantize == 'int8':
+    if calibration is None:
+      calib = _eval_split_images(config, size, calibration_images)
+      default = info.DEFAULT_SPLITS.get(config.input.dataset, ('', ''))[1]
+      split = f'{config.input.dataset} {config.input.eval_split or default}'
+      calib_source = {'eval_split': split.strip()}
+    else:
+      calib = _calibration_images(calibration, size, calibration_images)
+      calib_source = {'folder': os.path.abspath(calibration)}
+    calib_source['images'] = len(calib)
   # TFLite_Detection_PostProcess reads batch 1 only and does not clip boxes.
   nms_inside = batch_size == 1 and not config.eval.clip_boxes
   tf_fn = jax2tf.convert(_heads_fn(detector, encoded=nms_inside), with_gradient=False)
@@ -234,15 +269,14 @@ def convert(detector, batch_size: int, quantize: str, calibration, calibration_i
                     'num_detections'],
                    custom_options={'detections_per_class': int(config.eval.pre_nms_top_k)})
     return data, {'batch_size': batch_size, 'nms_inside': 'TFLite_Detection_PostProcess',
-                  **({'calibration': {'folder': os.path.abspath(calibration),
-                                      'images': len(calib)}} if calib else {})}
+                  **({'calibration': calib_source} if calib else {})}
   extra = {'batch_size': batch_size, 'nms_inside': False,
            'tflite_outputs': {'raw_boxes': '[B, P, 4] float32 decoded yxyx in input pixels',
                               'raw_scores': '[B, P, C] float32 softmax, background dropped'},
            'nms_outside': 'per class: top pre_nms_top_k with score > score_threshold, greedy '
                           'NMS at IoU > iou_threshold, then the best max_detections'}
-  if quantize == 'int8':
-    extra['calibration'] = {'folder': os.path.abspath(calibration), 'images': len(calib)}
+  if calib:
+    extra['calibration'] = calib_source
   return data, extra
 
 

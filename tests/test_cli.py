@@ -31,7 +31,8 @@ FLAGS = {
     'experiments.profile_train': 'config batch_size iters parts verbose',
     'experiments.sweep': 'config sweep vary workdir steps seeds reference variant collect list '
                          'benchmark_iters verbose',
-    'experiments.export_benchmark': 'config formats batch_size repeats',
+    'experiments.export_benchmark': 'config batch_size formats repeats torch_python export_dir',
+    'experiments.sweep_timing': 'config sweep vary batch_size rounds output',
     'experiments.export_accuracy': 'workdir models num_images batch_size',
     'experiments.gpu.suite': 'configs dtypes train_batches infer_batch iters budget_s output_dir',
 }

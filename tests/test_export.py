@@ -227,6 +227,27 @@ def test_quantized_tflite_keeps_the_top_class(workdir, tmp_path_factory, quantiz
   assert agreement >= 0.9 and error < max_error, (agreement, error)
 
 
+def test_int8_calibrates_on_the_eval_split_by_default():
+  """Without --calibration, int8 calibrates on the eval split as an export takes it: the
+  validation images (read here straight from tfds) resized to the input size and rounded."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from ssd_jax.data import shapes  # pylint: disable=g-import-not-at-top
+  config = smoke.get_config()
+  got = export_tflite._eval_split_images(config, 96, 6)  # pylint: disable=protected-access
+  builder = shapes.make_builder(config.input.shapes_num_train,
+                                config.input.shapes_num_validation, config.input.shapes_seed)
+  want = [np.clip(np.round(tf.image.resize(ex['image'].astype(np.float32), [96, 96]).numpy()),
+                  0, 255).astype(np.uint8)
+          for ex in tfds.as_numpy(builder.as_dataset(split='validation').take(6))]
+  assert len(got) == 6 and want[0].shape == (96, 96, 3)
+  for a, b in zip(got, want):
+    np.testing.assert_array_equal(a, b)
+  config.input.dataset, config.input.folder = 'voc_folder', '/nonexistent/voc'
+  line = error_line(lambda: export_tflite._eval_split_images(config, 96, 6))  # pylint: disable=protected-access
+  assert '--calibration' in line and '/nonexistent/voc' in line, line
+
+
 @pytest.mark.slow
 def test_detect_model_runs_a_tflite_export(workdir, tmp_path_factory, tmp_path):
   path, _ = tflite_runner(workdir, tmp_path_factory, 'none', 1)
