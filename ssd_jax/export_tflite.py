@@ -36,10 +36,20 @@ def _eval_priors(detector):
   return np.asarray(detector.priors.boxes, np.float32), None
 
 
-def _heads_fn(detector, encoded: bool):
+def _l2norm_without_division(next_fun, args, kwargs, context):
+  """A flax method interceptor: every `vgg.L2Norm` runs as its `rsqrt_form`."""
+  from ssd_jax.models import vgg  # pylint: disable=g-import-not-at-top
+  if isinstance(context.module, vgg.L2Norm) and context.method_name == '__call__':
+    return context.module.rsqrt_form(*args, **kwargs)
+  return next_fun(*args, **kwargs)
+
+
+def _heads_fn(detector, encoded: bool, int8: bool = False):
   """uint8 images -> (decoded pixel boxes [B, P, 4], class scores [B, P, C]), or with
   `encoded` what TFLite_Detection_PostProcess takes: (offsets [B, P, 4], scores with the
-  background column [B, P, C + 1])."""
+  background column [B, P, C + 1]). `int8`: L2Norm without division (`vgg.L2Norm.
+  rsqrt_form`), which int8 TFLite needs."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from ssd_jax import box_ops  # pylint: disable=g-import-not-at-top
@@ -53,7 +63,11 @@ def _heads_fn(detector, encoded: bool):
 
   def fn(images):
     x = (images.astype(jnp.float32) - mean) / std
-    loc, conf = train.eval_heads(variables, x, detector.apply_fn, scales)
+    if int8:
+      with nn.intercept_methods(_l2norm_without_division):
+        loc, conf = train.eval_heads(variables, x, detector.apply_fn, scales)
+    else:
+      loc, conf = train.eval_heads(variables, x, detector.apply_fn, scales)
     if encoded:
       if config.eval.max_size_offset is not None:  # The bound box_ops.decode applies.
         bound = config.eval.max_size_offset / variances[2:]
@@ -236,7 +250,8 @@ def convert(detector, batch_size: int, quantize: str, calibration, calibration_i
     calib_source['images'] = len(calib)
   # TFLite_Detection_PostProcess reads batch 1 only and does not clip boxes.
   nms_inside = batch_size == 1 and not config.eval.clip_boxes
-  tf_fn = jax2tf.convert(_heads_fn(detector, encoded=nms_inside), with_gradient=False)
+  tf_fn = jax2tf.convert(_heads_fn(detector, encoded=nms_inside, int8=quantize == 'int8'),
+                         with_gradient=False)
   module = tf.Module()
   module.serve = tf.function(
       tf_fn, autograph=False,

@@ -249,6 +249,31 @@ def test_int8_calibrates_on_the_eval_split_by_default():
 
 
 @pytest.mark.slow
+def test_int8_runs_where_a_feature_vector_is_all_zero(tmp_path):
+  """conv4_3 all zero (kernel 0, bias -1, then ReLU), as flat image areas make some vectors of
+  a trained model: L2Norm's x / sqrt(sum x^2 + eps) is a zero divisor for int8 TFLite's DIV
+  ('data[i] != zero_point', found on the trained shapes model); the int8 export's L2Norm has
+  no division (`vgg.L2Norm.rsqrt_form`)."""
+  pytest.importorskip('ai_edge_litert')
+  params = smoke_params()
+  conv = params['vgg16']['conv4_3']['conv']
+  conv['kernel'] = np.zeros_like(conv['kernel'])
+  conv['bias'] = np.full_like(conv['bias'], -1.0)
+  run = str(tmp_path / 'run')
+  convert.save_workdir(run, smoke.get_config(), params)
+  calibration = tmp_path / 'calibration'
+  calibration.mkdir()
+  for i in range(4):
+    test_detect.scene(96, 96, 200 + i).save(calibration / f'{i}.png')
+  path = str(tmp_path / 'int8.tflite')
+  meta = export.export_files(run, path, fmt='tflite', batch_size=1, quantize='int8',
+                             calibration=str(calibration))
+  out = export_tflite.Runner(path, meta)(images(1, seed=3))
+  scores = out['detection_scores'][0, :out['num_detections'][0]]
+  assert len(scores) > 10 and np.all((scores > 0) & (scores <= 1))
+
+
+@pytest.mark.slow
 def test_detect_model_runs_a_tflite_export(workdir, tmp_path_factory, tmp_path):
   path, _ = tflite_runner(workdir, tmp_path_factory, 'none', 1)
   folder = tmp_path / 'images'

@@ -143,6 +143,21 @@ class StackedScalesTest(parameterized.TestCase):
     self.assertGreater(float(jnp.abs(after - before).max()), 0.0)
 
 
+def test_l2norm_rsqrt_form_is_the_same_forward():
+  """The int8 TFLite export's L2Norm (no division) equals the model's, zero vectors included."""
+  norm = vgg.L2Norm()
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 5, 16)) * 3
+  x = x.at[0, 1, 2].set(0.0)
+  variables = norm.init(jax.random.PRNGKey(1), x)
+  want = jax.jit(norm.apply)(variables, x)
+  got = jax.jit(lambda v, x: norm.apply(v, x, method=vgg.L2Norm.rsqrt_form))(variables, x)
+  np.testing.assert_array_equal(got, want)
+  np.testing.assert_array_equal(got[0, 1, 2], 0.0)
+  # And the formula itself, in numpy: x / |x| * 20.
+  ref = np.asarray(x) / np.sqrt(np.sum(np.asarray(x) ** 2, -1, keepdims=True) + 1e-10) * 20
+  np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+
 class PoolingTest(parameterized.TestCase):
 
   @parameterized.parameters((75, 75), (38, 19), (1, 1))

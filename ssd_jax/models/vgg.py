@@ -8,6 +8,7 @@ convolutions: conv6 is 3x3 with dilation 6 and 1024 channels, conv7 is 1x1 with 
 from typing import Any, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from ssd_jax.models import conv_grad
@@ -64,6 +65,15 @@ class L2Norm(nn.Module):
     x32 = x.astype(jnp.float32)
     norm = jnp.sqrt(jnp.sum(jnp.square(x32), axis=-1, keepdims=True) + self.eps)
     return (x32 / norm * scale).astype(x.dtype)
+
+  def rsqrt_form(self, x: jnp.ndarray) -> jnp.ndarray:
+    """`__call__` (bound, after init) as x * rsqrt(sum x^2 + eps), no division: what XLA
+    compiles `__call__`'s forward to anyway (bit for bit on CPU). For int8 TFLite
+    (`export_tflite`): its int8 DIV fails on a zero divisor, which an all-zero feature vector
+    (a flat image area) gives, while its int8 RSQRT takes zero as the largest value."""
+    x32 = x.astype(jnp.float32)
+    inverse = jax.lax.rsqrt(jnp.sum(jnp.square(x32), axis=-1, keepdims=True) + self.eps)
+    return (x32 * inverse * self.get_variable('params', 'scale')).astype(x.dtype)
 
 
 class ConvReLU(nn.Module):
