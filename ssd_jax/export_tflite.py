@@ -350,7 +350,9 @@ class Runner:
       raise errors.UserError(f'--model={path} needs the LiteRT runtime: {RUNTIME_HINT}.'
                              ) from None
     try:
-      self.interpreter = interpreter.Interpreter(model_path=path)
+      # Every core this process may use (LiteRT's own default is implementation-defined).
+      self.interpreter = interpreter.Interpreter(model_path=path,
+                                                 num_threads=len(os.sched_getaffinity(0)))
       self.runner = self.interpreter.get_signature_runner()
     except (ValueError, RuntimeError) as e:
       raise errors.UserError(f'--model={path}: not a TFLite model LiteRT loads '
