@@ -45,6 +45,8 @@ def define_flags() -> None:
   flags.DEFINE_string('vary', None, 'A one-key sweep, as experiments.sweep takes.')
   flags.DEFINE_integer('batch_size', None,
                        'Images per call; none: the config\'s input.batch_size.')
+  flags.DEFINE_list('calls', list(CALLS), 'What to time (the train step of a large model '
+                    'needs many GB).')
   flags.DEFINE_integer('rounds', 5, 'Timed rounds (each times every call of every variant).')
   flags.DEFINE_string('output', None, 'Also write the medians here as JSON.')
   flags.mark_flags_as_required(['config'])
@@ -72,27 +74,27 @@ def base_call(steps: benchmark.Steps, config):
   return lambda: jax.block_until_ready(fn(variables, images))
 
 
-def variant_calls(config, batch_size):
-  """{call name: blocking no-argument call} for one variant's config."""
+def variant_calls(config, batch_size, names=CALLS):
+  """{call name: blocking no-argument call} for one variant's config, for `names` only."""
   steps = benchmark.Steps(config, batch_size)
-  named = steps.calls(['train_step', 'inference', 'forward', 'postprocess', 'matcher_loss'])
-  calls = {name: named[name][0] for name in ('train_step', 'inference', 'forward',
-                                              'matcher_loss')}
-  calls['nms'] = named['postprocess'][0]
-  calls['base'] = base_call(steps, config)
-  return {name: calls[name] for name in CALLS}
+  renamed = {'nms': 'postprocess'}
+  named = steps.calls([renamed.get(n, n) for n in names if n != 'base'])
+  calls = {n: named[renamed.get(n, n)][0] for n in names if n != 'base'}
+  if 'base' in names:
+    calls['base'] = base_call(steps, config)
+  return {name: calls[name] for name in names}
 
 
-def time_variants(variants, batch_size: int, rounds: int) -> dict:
+def time_variants(variants, batch_size: int, rounds: int, names=CALLS) -> dict:
   """{variant: {call: median seconds}}, variants and calls interleaved in every round."""
   calls = {}
   for name, _, config in variants:
     start = time.perf_counter()
-    calls[name] = variant_calls(config, batch_size)
+    calls[name] = variant_calls(config, batch_size, names)
     for call in calls[name].values():  # Compile and warm up.
       call()
     print(f'{name}: compiled in {time.perf_counter() - start:.0f} s', flush=True)
-  times = {name: {call: [] for call in CALLS} for name in calls}
+  times = {name: {call: [] for call in named} for name, named in calls.items()}
   for _ in range(rounds):
     for name, named in calls.items():
       for call, fn in named.items():
@@ -104,7 +106,7 @@ def time_variants(variants, batch_size: int, rounds: int) -> dict:
 
 
 def table(variants, medians, batch_size: int) -> str:
-  """The markdown table: ms per call and the forward's split."""
+  """The markdown table: ms per call and the forward's split ('-' for calls not timed)."""
   lines = [f'batch {batch_size} (matcher + loss at {benchmark.MATCHER_LOSS_BATCH}), medians '
            'in ms; load average at the end '
            f'{os.getloadavg()[0]:.2f}', '',
@@ -113,12 +115,15 @@ def table(variants, medians, batch_size: int) -> str:
            'matcher + loss |', '|' + '---|' * 11]
   for name, _, config in variants:
     m = {k: v * 1e3 for k, v in medians[name].items()}
+    get = lambda key, m=m: f'{m[key]:.1f}' if key in m else '-'  # pylint: disable=g-long-lambda
+    rate = lambda key, m=m: f'{batch_size / m[key] * 1e3:.1f}' if key in m else '-'
+    share, rest = ((f"{m['base'] / m['forward']:.0%}", f"{m['forward'] - m['base']:.1f}")
+                   if 'forward' in m and 'base' in m else ('-', '-'))
     priors = models.default_boxes(config).boxes.shape[0]
     lines.append(
-        f"| {name} | {priors} | {m['train_step']:.1f} | {m['inference']:.1f} | "
-        f"{batch_size / m['train_step'] * 1e3:.0f} / {batch_size / m['inference'] * 1e3:.0f} | "
-        f"{m['forward']:.1f} | {m['base']:.1f} | {m['base'] / m['forward']:.0%} | "
-        f"{m['forward'] - m['base']:.1f} | {m['nms']:.1f} | {m['matcher_loss']:.1f} |")
+        f"| {name} | {priors} | {get('train_step')} | {get('inference')} | "
+        f"{rate('train_step')} / {rate('inference')} | {get('forward')} | {get('base')} | "
+        f"{share} | {rest} | {get('nms')} | {get('matcher_loss')} |")
   return '\n'.join(lines)
 
 
@@ -132,7 +137,10 @@ def _run():
   chosen = sweep_variants.resolve_sweep(FLAGS.sweep, FLAGS.vary, base)
   _, variants = sweep.sweep_configs(base, chosen, None)
   batch_size = FLAGS.batch_size or base.input.batch_size
-  medians = time_variants(variants, batch_size, FLAGS.rounds)
+  unknown = sorted(set(FLAGS.calls) - set(CALLS))
+  if unknown:
+    raise errors.UserError(f'--calls: unknown {", ".join(unknown)}; some of {", ".join(CALLS)}.')
+  medians = time_variants(variants, batch_size, FLAGS.rounds, tuple(FLAGS.calls))
   print(table(variants, medians, batch_size), flush=True)
   if FLAGS.output:
     with open(FLAGS.output, 'w') as f:

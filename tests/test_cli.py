@@ -32,7 +32,7 @@ FLAGS = {
     'experiments.sweep': 'config sweep vary workdir steps seeds reference variant collect list '
                          'benchmark_iters verbose',
     'experiments.export_benchmark': 'config batch_size formats repeats torch_python export_dir',
-    'experiments.sweep_timing': 'config sweep vary batch_size rounds output',
+    'experiments.sweep_timing': 'config sweep vary batch_size calls rounds output',
     'experiments.export_accuracy': 'workdir models num_images batch_size',
     'experiments.gpu.suite': 'configs dtypes train_batches infer_batch iters budget_s output_dir',
 }
