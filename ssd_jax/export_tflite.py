@@ -110,8 +110,7 @@ def _eval_split_images(config, size: int, count: int):
     raise errors.UserError(f'--quantize=int8 calibrates on the eval split, which is not here '
                            f'({missing}); give --calibration=<folder of images>.')
   config = copy.deepcopy(config)
-  with config.unlocked():
-    config.eval.num_images = count
+  config.eval.num_images = count
   mean = np.asarray(config.input.mean_rgb, np.float32)
   std = np.asarray(config.input.std_rgb, np.float32)
   images = []
