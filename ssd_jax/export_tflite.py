@@ -17,6 +17,7 @@ dropped), and the eval step's per-class NMS runs after it in numpy (`detections`
 sidecar's settings.
 """
 
+import contextlib
 import os
 import tempfile
 
@@ -63,10 +64,8 @@ def _heads_fn(detector, encoded: bool, int8: bool = False):
 
   def fn(images):
     x = (images.astype(jnp.float32) - mean) / std
-    if int8:
-      with nn.intercept_methods(_l2norm_without_division):
-        loc, conf = train.eval_heads(variables, x, detector.apply_fn, scales)
-    else:
+    with (nn.intercept_methods(_l2norm_without_division) if int8 else
+          contextlib.nullcontext()):
       loc, conf = train.eval_heads(variables, x, detector.apply_fn, scales)
     if encoded:
       if config.eval.max_size_offset is not None:  # The bound box_ops.decode applies.
