@@ -33,7 +33,6 @@ from ml_collections import config_flags
 from experiments import sweep_results
 from experiments import sweep_variants
 from experiments import sweeps
-from ssd_jax import anchors
 from ssd_jax import cli
 from ssd_jax import config_keys
 from ssd_jax import errors
@@ -171,10 +170,6 @@ def _load_result(run_dir: str) -> dict | None:
     return json.load(f)
 
 
-def _priors(config) -> anchors.DefaultBoxes:
-  return models.default_boxes(config)
-
-
 class _Measurements:
   """What the table needs besides the eval metrics, measured once per variant."""
 
@@ -189,7 +184,7 @@ class _Measurements:
     if key not in self._ground_truth:
       self._ground_truth[key] = prior_coverage.eval_ground_truth(
           copy.deepcopy(config), config.eval.num_images)
-    rows = prior_coverage.coverage_by_size(self._ground_truth[key], _priors(config).boxes,
+    rows = prior_coverage.coverage_by_size(self._ground_truth[key], models.default_boxes(config).boxes,
                                            config.loss.iou_threshold)
     return rows[0]['priors_per_object']  # the 'all' row
 
@@ -291,7 +286,7 @@ def run_sweep(base: ml_collections.ConfigDict, sweep: str | sweep_variants.Sweep
     config.input.seed += k
     run_start = time.perf_counter()
     metrics = _train(config, run_dir)
-    priors = _priors(config)
+    priors = models.default_boxes(config)
     result = {'variant': name, 'seed': k, 'steps': config.num_train_steps, 'metrics': metrics,
               'boxes_per_cell': list(priors.boxes_per_cell), 'priors': int(priors.boxes.shape[0]),
               'positives_per_object': None, 'train_images_per_s': None,

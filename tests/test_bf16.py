@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from configs import smoke
-from ssd_jax import anchors
 from ssd_jax import losses
 from ssd_jax import models
 from ssd_jax import postprocess
@@ -53,7 +52,7 @@ def _equations(jaxpr):
 
 def _setup(dtype):
   config = _config(dtype)
-  priors = anchors.from_config(config, models.map_sizes_at(config.model))
+  priors = models.default_boxes(config)
   model = models.create_model(config.model, priors.boxes_per_cell, len(config.input.class_names))
   params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 96, 96, 3)))['params']
   return config, priors, model, params
@@ -131,7 +130,7 @@ def _train_losses(dtype, steps):
   # descends smoothly (fp32 20.9 -> 10.1, bf16 20.9 -> 10.1 per 20-step mean).
   config.optimizer.learning_rate = 5e-4
   config.optimizer.grad_clip_norm = 10.0
-  priors = anchors.from_config(config, models.map_sizes_at(config.model))
+  priors = models.default_boxes(config)
   model = models.create_model(config.model, priors.boxes_per_cell, len(config.input.class_names))
   mesh = train.make_mesh()
   state = train.create_train_state(config, model, jax.random.PRNGKey(0), mesh)

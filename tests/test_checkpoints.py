@@ -135,14 +135,14 @@ _SAVE_ON_TWO_DEVICES = """
 import sys
 import jax, jax.numpy as jnp, numpy as np
 from configs import smoke
-from ssd_jax import anchors, checkpoints, models
+from ssd_jax import checkpoints, models
 config = smoke.get_config()
 mesh = jax.sharding.Mesh(np.array(jax.devices()), ('data',))
 state = {'w': jax.device_put(jnp.arange(8.0), jax.sharding.NamedSharding(
     mesh, jax.sharding.PartitionSpec('data')))}
 manager = checkpoints.create_manager(sys.argv[1], config)
 checkpoints.save(manager, 1, state,
-                 checkpoints.model_signature(config, anchors.from_config(config, models.map_sizes_at(config.model))))
+                 checkpoints.model_signature(config, models.default_boxes(config)))
 checkpoints.wait_until_finished(manager)
 """
 

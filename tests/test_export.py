@@ -12,7 +12,6 @@ from PIL import Image
 import pytest
 
 from configs import smoke
-from ssd_jax import anchors
 from ssd_jax import convert
 from ssd_jax import detect
 from ssd_jax import errors
@@ -27,7 +26,7 @@ def smoke_params(seed=1):
   """He-initialised smoke-model params with the heads scaled as a trained model has them:
   box offsets of order 1 (random heads decode to exp(hundreds)), logits of a few units."""
   config = smoke.get_config()
-  model = models.create_model(config.model, anchors.from_config(config, models.map_sizes_at(config.model)).boxes_per_cell, len(config.input.class_names))
+  model = models.create_model(config.model, models.default_boxes(config).boxes_per_cell, len(config.input.class_names))
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(1), jnp.zeros((1, 96, 96, 3)))
   rng = np.random.default_rng(seed)
   params = {}
@@ -60,7 +59,7 @@ def images(batch, seed=0, size=96):
 def reference(params, pixels):
   """The eval step on the normalized images: what every export must reproduce."""
   config = smoke.get_config()
-  priors = anchors.from_config(config, models.map_sizes_at(config.model))
+  priors = models.default_boxes(config)
   model = models.create_model(config.model, priors.boxes_per_cell, len(config.input.class_names))
   x = ((pixels.astype(np.float32) - np.float32(config.input.mean_rgb)) /
        np.float32(config.input.std_rgb))
@@ -125,7 +124,7 @@ def test_jax_export_with_eval_scales(workdir, tmp_path):
   with open(tmp_path / 'm.jax', 'rb') as f:
     exported = jax.export.deserialize(bytearray(f.read()))
   pixels = images(2, size=128)
-  priors = anchors.from_config(config, models.map_sizes_at(config.model))
+  priors = models.default_boxes(config)
   model = models.create_model(config.model, priors.boxes_per_cell, len(config.input.class_names))
   x = (pixels.astype(np.float32) - 127.5) / 64.0
   ref = train.eval_step_fn(config, model.apply, priors)(
@@ -162,7 +161,7 @@ def test_numpy_nms_matches_the_eval_step():
   """`export_tflite.detections` (NMS after the .tflite) against `postprocess.detect`."""
   from ssd_jax import postprocess  # pylint: disable=g-import-not-at-top
   config = smoke.get_config()
-  priors = anchors.from_config(config, models.map_sizes_at(config.model)).boxes
+  priors = models.default_boxes(config).boxes
   rng = np.random.default_rng(0)
   loc = rng.standard_normal((2, len(priors), 4)).astype(np.float32)
   logits = (rng.standard_normal((2, len(priors), 5)) * 2).astype(np.float32)
@@ -202,7 +201,7 @@ def top_class_agreement(runner, params, pixels):
   """Over all default boxes, how often the top class of the tflite model is that of the
   float eval path, and the largest class-score error."""
   config = smoke.get_config()
-  priors = anchors.from_config(config, models.map_sizes_at(config.model))
+  priors = models.default_boxes(config)
   model = models.create_model(config.model, priors.boxes_per_cell, len(config.input.class_names))
   x = (pixels.astype(np.float32) - 127.5) / 64.0
   _, conf = model.apply({'params': params}, x)
